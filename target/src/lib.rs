@@ -1,1 +1,16 @@
-//! placeholder
+//! # ironlun-target
+//!
+//! Owns ironlun's iSCSI face: the RFC 7143 PDU server and the SPC-4 / SBC-3
+//! block-device emulation that answers SCSI commands from an
+//! `ironlun_cow::BlockDevice`.
+//!
+//! ## Layout
+//! - [`pdu`]: the wire form; 48-byte headers decoded into typed initiator
+//!   PDUs and encoded from typed target PDUs. Pure, fuzzed.
+//! - [`scsi`]: SCSI command emulation per logical unit, and the LUN map.
+//!
+//! Dependencies point one way: this crate uses `ironlun-cow`, never the
+//! other way round.
+
+pub mod pdu;
+pub mod scsi;
