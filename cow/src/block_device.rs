@@ -98,7 +98,7 @@ impl Geometry {
 
     /// Number of blocks in a buffer of `len` bytes, or `Misaligned`.
     pub fn blocks_in(&self, len: usize) -> Result<u64, BlockError> {
-        if len % self.block_size as usize != 0 {
+        if !len.is_multiple_of(self.block_size as usize) {
             return Err(BlockError::Misaligned {
                 len,
                 block_size: self.block_size,

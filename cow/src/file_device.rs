@@ -117,7 +117,7 @@ impl FileDevice {
             Some(wanted) => wanted,
             None => actual,
         };
-        if size % opts.block_size as u64 != 0 {
+        if !size.is_multiple_of(opts.block_size as u64) {
             return Err(OpenError::SizeNotMultiple {
                 path: path.to_path_buf(),
                 size,

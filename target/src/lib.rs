@@ -7,10 +7,16 @@
 //! ## Layout
 //! - [`pdu`]: the wire form; 48-byte headers decoded into typed initiator
 //!   PDUs and encoded from typed target PDUs. Pure, fuzzed.
+//! - [`connection`]: framed PDU I/O on one TCP connection (AHS, digests,
+//!   data segments read straight into their final buffers, vectored sends).
+//! - [`session`]: the full feature phase: CmdSN window, R2T / Data-Out,
+//!   Data-In with status, task management, NOP, text, logout.
 //! - [`scsi`]: SCSI command emulation per logical unit, and the LUN map.
 //!
 //! Dependencies point one way: this crate uses `ironlun-cow`, never the
 //! other way round.
 
+pub mod connection;
 pub mod pdu;
 pub mod scsi;
+pub mod session;

