@@ -1,24 +1,61 @@
 //! # ironlun-cow
 //!
 //! Owns the storage under every LUN: the [`BlockDevice`] interface the iSCSI
-//! target serves LUNs from, and the implementations behind it.
+//! target serves LUNs from, and the implementations behind it: plain files
+//! and the copy-on-write extent store.
 //!
 //! ## Layout
 //! - [`block_device`]: the interface (read, write with FUA, flush, unmap,
 //!   write-zeroes, provisioning status) and its error type.
 //! - [`file_device`]: a LUN served from a plain (sparse) file or block device.
+//! - [`pool`]: a pool of fixed-size extents in one file or device; volume,
+//!   snapshot and clone management; the commit and checkpoint protocol.
+//! - [`volume`]: [`Volume`] and [`Snapshot`] handles, the data path
+//!   (in-place vs redirect-on-write) and their [`BlockDevice`] impls.
+//! - [`meta`]: the metadata state, how each journal record changes it, the
+//!   sharing rule (birth/death generations), and the invariant check.
+//! - [`format`]: the on-disk encoding: superblock, journal records,
+//!   checkpoint (documented byte by byte in `cow/FORMAT.md`).
+//! - [`backend`]: the I/O trait under a pool and the real `pread`/`pwrite`
+//!   file backend (with the pool lock).
+//! - [`sim`]: a power-loss simulating backend for tests.
+//! - [`error`]: the store's error type.
 //!
-//! The copy-on-write extent store (pools of fixed-size extents, O(1)
-//! snapshots by generation, redirect-on-write, clones, a CRC32C journal) is
-//! built here too; its volumes and snapshots implement [`BlockDevice`], so
-//! the target does not change when a LUN moves onto the store.
+//! ## What the server calls
+//! ```no_run
+//! use std::sync::Arc;
+//! use ironlun_cow::{BlockDevice, Pool};
+//! # fn main() -> Result<(), ironlun_cow::Error> {
+//! // Opens ./ironlun-data/pool.img, or creates a sparse 16 GiB pool there.
+//! let pool = Pool::open_or_create("ironlun-data/pool.img", 16 << 30)?;
+//! // A 1 GiB thin volume (created on first use).
+//! let lun0: Arc<dyn BlockDevice> = pool.open_or_create_volume("lun0", 1 << 30)?;
+//! // A snapshot, then the same snapshot served read-only.
+//! pool.create_snapshot("lun0", "lun0-before-upgrade")?;
+//! let snap: Arc<dyn BlockDevice> = pool.snapshot_device("lun0-before-upgrade")?;
+//! # let _ = (lun0, snap); Ok(()) }
+//! ```
+//! The pool file is locked (`flock`) while a `Pool` is open: a second
+//! process gets [`Error::Locked`]. Dropping the last `Arc<Pool>` (and its
+//! volume handles) writes a checkpoint.
 //!
 //! This crate knows nothing of iSCSI or CIM.
 
+pub mod backend;
 pub mod block_device;
+pub mod error;
 pub mod file_device;
+pub mod format;
+pub mod meta;
+pub mod pool;
+pub mod sim;
+pub mod volume;
 
 pub use block_device::{
     BlockDevice, BlockError, Durability, Geometry, Provisioning, ProvisioningRun,
 };
+pub use error::Error;
 pub use file_device::{FileDevice, FileDeviceOptions, OpenError};
+pub use meta::CheckReport;
+pub use pool::{Pool, PoolInfo, PoolOptions, SnapshotInfo, VolumeInfo, DEFAULT_EXTENT_SIZE};
+pub use volume::{Snapshot, Volume};

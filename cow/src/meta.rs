@@ -1,0 +1,711 @@
+//! The pool's metadata in memory: volumes, their extent maps with birth
+//! generations, snapshots, and free space; how each journal record changes
+//! it (`apply`, deterministic so replay rebuilds exactly the same state);
+//! the checkpoint encoding; and the invariant check.
+//!
+//! ## The sharing rule
+//! Every physical extent is owned by exactly one *entry* of exactly one
+//! volume: a live entry (the volume's current map) or a dead entry (a
+//! retired mapping kept because a snapshot still sees it). An entry lives
+//! over generations `[birth, death)`; a snapshot at generation `g` sees the
+//! entries with `birth <= g < death`. When a live entry is replaced or
+//! unmapped at generation `G`, it is kept as dead iff some snapshot of its
+//! volume has `gen >= birth` (all snapshots are `< G`), else its extent is
+//! freed. Deleting the snapshot at `g` (neighbours `p < g < n`) frees
+//! exactly the dead entries with `p < birth <= g < death <= n`: no other
+//! snapshot can see them. Clones never own their origin's extents: a clone
+//! reads through to its origin snapshot (which cannot be deleted while the
+//! clone exists) where its own map has no entry, and a *tombstone* entry
+//! hides an origin extent the clone unmapped. So no extent is ever shared
+//! between owners, and no reference counts are needed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use roaring::RoaringBitmap;
+
+use crate::error::{Error, Result};
+use crate::format::{Layout, Reader, Record, Writer, CKPT_MAGIC, TOMBSTONE};
+
+/// Generation value meaning "the live head", in lookups.
+pub const LIVE: u64 = u64::MAX;
+
+/// A live mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    /// Physical extent, or [`TOMBSTONE`].
+    pub pext: u64,
+    pub birth: u64,
+}
+
+/// A retired mapping that some snapshot still sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dead {
+    pub pext: u64,
+    pub death: u64,
+}
+
+/// One volume (or clone) and its snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct VolMeta {
+    pub id: u64,
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// For a clone: (origin volume id, origin snapshot generation).
+    pub base: Option<(u64, u64)>,
+    /// Snapshots: generation -> name.
+    pub snaps: BTreeMap<u64, String>,
+    pub live: BTreeMap<u64, Live>,
+    /// (vext, birth) -> retired entry.
+    pub dead: BTreeMap<(u64, u64), Dead>,
+    /// Index of `dead` by (death, vext, birth), for snapshot delete.
+    pub dead_by_death: BTreeSet<(u64, u64, u64)>,
+}
+
+impl VolMeta {
+    /// Newest snapshot generation, if any.
+    pub fn newest_snap(&self) -> Option<u64> {
+        self.snaps.keys().next_back().copied()
+    }
+}
+
+/// What a name refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    Volume(u64),
+    Snapshot { vol: u64, gen: u64 },
+}
+
+/// The whole metadata state.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub layout: Layout,
+    /// The current generation: new mappings are born in it; a snapshot
+    /// takes it and moves it on by one.
+    pub gen: u64,
+    pub next_vol: u64,
+    pub vols: BTreeMap<u64, VolMeta>,
+    pub names: HashMap<String, Named>,
+    /// Extents that may be allocated now.
+    pub free: RoaringBitmap,
+    /// Extents freed by records not yet durable: not reusable until the
+    /// commit that makes those records durable.
+    pub pending_free: RoaringBitmap,
+    /// Extents handed to an in-flight write, not yet mapped.
+    pub reserved: RoaringBitmap,
+    /// Sequence number of the last record applied.
+    pub last_seq: u64,
+}
+
+fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Corrupt(msg.into()))
+}
+
+impl Meta {
+    /// The metadata of a new, empty pool.
+    pub fn new(layout: Layout) -> Meta {
+        let mut free = RoaringBitmap::new();
+        free.insert_range(0..layout.extent_count as u32);
+        Meta {
+            layout,
+            gen: 1,
+            next_vol: 1,
+            vols: BTreeMap::new(),
+            names: HashMap::new(),
+            free,
+            pending_free: RoaringBitmap::new(),
+            reserved: RoaringBitmap::new(),
+            last_seq: 0,
+        }
+    }
+
+    /// Number of extents a volume of `size` bytes spans.
+    pub fn extents_of(&self, size: u64) -> u64 {
+        size.div_ceil(self.layout.extent_size as u64)
+    }
+
+    pub fn vol(&self, id: u64) -> Result<&VolMeta> {
+        self.vols.get(&id).ok_or(Error::Deleted("volume"))
+    }
+
+    /// Resolves what volume `vol` at generation `at` ([`LIVE`] for the head)
+    /// shows for virtual extent `vext`: `Some(pext)` or `None` (zeros).
+    pub fn lookup(&self, vol: u64, vext: u64, at: u64) -> Result<Option<u64>> {
+        let mut vol = vol;
+        let mut at = at;
+        // A clone chain is finite (each origin was created earlier); the
+        // bound only guards against a damaged map.
+        for _ in 0..=self.vols.len() {
+            let vm = self.vol(vol)?;
+            if vext >= self.extents_of(vm.size) {
+                return Ok(None);
+            }
+            let found = match vm.live.get(&vext) {
+                Some(l) if at == LIVE || l.birth <= at => Some(l.pext),
+                _ if at == LIVE => None,
+                _ => match vm.dead.range((vext, 0)..=(vext, at)).next_back() {
+                    Some((_, d)) if d.death > at => Some(d.pext),
+                    _ => None,
+                },
+            };
+            if let Some(p) = found {
+                return Ok((p != TOMBSTONE).then_some(p));
+            }
+            match vm.base {
+                Some((bv, bg)) => {
+                    vol = bv;
+                    at = bg;
+                }
+                None => return Ok(None),
+            }
+        }
+        corrupt("clone chain loops")
+    }
+
+    /// Whether `snapshot (vol, gen)` is the origin of some clone.
+    pub fn has_clones(&self, vol: u64, gen: u64) -> bool {
+        self.vols.values().any(|v| v.base == Some((vol, gen)))
+    }
+
+    fn claim(&mut self, pext: u64) -> Result<()> {
+        if pext >= self.layout.extent_count {
+            return corrupt(format!("extent {pext} beyond the pool"));
+        }
+        let p = pext as u32;
+        if self.reserved.remove(p) || self.free.remove(p) {
+            Ok(())
+        } else {
+            corrupt(format!("extent {pext} mapped while in use"))
+        }
+    }
+
+    fn release(&mut self, pext: u64, durable: bool) {
+        if pext != TOMBSTONE {
+            if durable {
+                self.free.insert(pext as u32);
+            } else {
+                self.pending_free.insert(pext as u32);
+            }
+        }
+    }
+
+    /// Retires a live entry at the current generation: kept as dead if a
+    /// snapshot sees it, else its extent is freed.
+    fn retire(&mut self, vol: u64, vext: u64, old: Live, durable: bool) {
+        let gen = self.gen;
+        let keep = self
+            .vols
+            .get(&vol)
+            .and_then(|v| v.newest_snap())
+            .is_some_and(|s| s >= old.birth);
+        if keep {
+            if let Some(vm) = self.vols.get_mut(&vol) {
+                vm.dead.insert(
+                    (vext, old.birth),
+                    Dead {
+                        pext: old.pext,
+                        death: gen,
+                    },
+                );
+                vm.dead_by_death.insert((gen, vext, old.birth));
+            }
+        } else {
+            self.release(old.pext, durable);
+        }
+    }
+
+    fn check_name(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.len() > crate::format::MAX_NAME {
+            return corrupt(format!("bad name {name:?}"));
+        }
+        if self.names.contains_key(name) {
+            return corrupt(format!("name {name:?} used twice"));
+        }
+        Ok(())
+    }
+
+    /// Applies one record. `durable` is true during replay (the record is
+    /// already on disk, so freed extents are reusable at once); at run time
+    /// freed extents wait in `pending_free` for the next commit.
+    pub fn apply(&mut self, rec: &Record, durable: bool) -> Result<()> {
+        match rec {
+            Record::CreateVolume {
+                id,
+                name,
+                size,
+                base,
+            } => {
+                if *id < self.next_vol || self.vols.contains_key(id) {
+                    return corrupt(format!("volume id {id} reused"));
+                }
+                self.check_name(name)?;
+                if let Some((bv, bg)) = base {
+                    match self.vols.get(bv) {
+                        Some(b) if b.snaps.contains_key(bg) && b.size == *size => {}
+                        _ => return corrupt(format!("clone {name:?} of a missing snapshot")),
+                    }
+                }
+                self.next_vol = id + 1;
+                self.names.insert(name.clone(), Named::Volume(*id));
+                self.vols.insert(
+                    *id,
+                    VolMeta {
+                        id: *id,
+                        name: name.clone(),
+                        size: *size,
+                        base: *base,
+                        ..VolMeta::default()
+                    },
+                );
+            }
+            Record::DeleteVolume { id } => {
+                let Some(vm) = self.vols.get(id) else {
+                    return corrupt(format!("delete of missing volume {id}"));
+                };
+                if vm.snaps.keys().any(|g| self.has_clones(*id, *g)) {
+                    return corrupt(format!("delete of volume {id} whose snapshot has clones"));
+                }
+                let Some(vm) = self.vols.remove(id) else {
+                    return corrupt("volume vanished");
+                };
+                self.names.remove(&vm.name);
+                for n in vm.snaps.values() {
+                    self.names.remove(n);
+                }
+                for l in vm.live.values() {
+                    self.release(l.pext, durable);
+                }
+                for d in vm.dead.values() {
+                    self.release(d.pext, durable);
+                }
+            }
+            Record::Snapshot { vol, gen, name } => {
+                if *gen != self.gen {
+                    return corrupt(format!(
+                        "snapshot at generation {gen}, pool is at {}",
+                        self.gen
+                    ));
+                }
+                self.check_name(name)?;
+                let Some(vm) = self.vols.get_mut(vol) else {
+                    return corrupt(format!("snapshot of missing volume {vol}"));
+                };
+                vm.snaps.insert(*gen, name.clone());
+                self.names.insert(
+                    name.clone(),
+                    Named::Snapshot {
+                        vol: *vol,
+                        gen: *gen,
+                    },
+                );
+                self.gen += 1;
+            }
+            Record::DeleteSnapshot { vol, gen } => {
+                if self.has_clones(*vol, *gen) {
+                    return corrupt("delete of a snapshot that has clones");
+                }
+                let Some(vm) = self.vols.get_mut(vol) else {
+                    return corrupt(format!("snapshot delete on missing volume {vol}"));
+                };
+                let Some(name) = vm.snaps.remove(gen) else {
+                    return corrupt(format!("delete of missing snapshot {vol}@{gen}"));
+                };
+                let prev = vm.snaps.range(..*gen).next_back().map(|(g, _)| *g);
+                let next = vm.snaps.range(*gen + 1..).next().map(|(g, _)| *g);
+                let hi = next.unwrap_or(u64::MAX);
+                let doomed: Vec<(u64, u64, u64)> = vm
+                    .dead_by_death
+                    .range((*gen + 1, 0, 0)..=(hi, u64::MAX, u64::MAX))
+                    .filter(|(_, _, birth)| *birth <= *gen && prev.is_none_or(|p| *birth > p))
+                    .copied()
+                    .collect();
+                let mut freed = Vec::with_capacity(doomed.len());
+                for (death, vext, birth) in doomed {
+                    vm.dead_by_death.remove(&(death, vext, birth));
+                    if let Some(d) = vm.dead.remove(&(vext, birth)) {
+                        freed.push(d.pext);
+                    }
+                }
+                self.names.remove(&name);
+                for p in freed {
+                    self.release(p, durable);
+                }
+            }
+            Record::Map {
+                vol,
+                vext,
+                pext,
+                birth,
+            } => {
+                let Some(vm) = self.vols.get(vol) else {
+                    return corrupt(format!("map on missing volume {vol}"));
+                };
+                if *vext >= self.extents_of(vm.size) || *birth != self.gen {
+                    return corrupt(format!("bad map record for volume {vol} extent {vext}"));
+                }
+                self.claim(*pext)?;
+                let new = Live {
+                    pext: *pext,
+                    birth: *birth,
+                };
+                let old = self
+                    .vols
+                    .get_mut(vol)
+                    .and_then(|vm| vm.live.insert(*vext, new));
+                if let Some(old) = old {
+                    self.retire(*vol, *vext, old, durable);
+                }
+            }
+            Record::Unmap { vol, vext } => {
+                let Some(vm) = self.vols.get(vol) else {
+                    return corrupt(format!("unmap on missing volume {vol}"));
+                };
+                let base_maps = match vm.base {
+                    Some((bv, bg)) => self.lookup(bv, *vext, bg)?.is_some(),
+                    None => false,
+                };
+                let gen = self.gen;
+                let Some(vm) = self.vols.get_mut(vol) else {
+                    return corrupt("volume vanished");
+                };
+                match vm.live.get(vext).copied() {
+                    Some(l) if l.pext == TOMBSTONE && base_maps => {}
+                    Some(old) => {
+                        vm.live.remove(vext);
+                        if base_maps {
+                            vm.live.insert(
+                                *vext,
+                                Live {
+                                    pext: TOMBSTONE,
+                                    birth: gen,
+                                },
+                            );
+                        }
+                        self.retire(*vol, *vext, old, durable);
+                    }
+                    None if base_maps => {
+                        vm.live.insert(
+                            *vext,
+                            Live {
+                                pext: TOMBSTONE,
+                                birth: gen,
+                            },
+                        );
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the checkpoint blob (see FORMAT.md). Extents pending free or
+    /// reserved count as free: the checkpoint covers the records that freed
+    /// them, and a reservation does not survive a restart.
+    pub fn encode_checkpoint(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.bytes(CKPT_MAGIC);
+        w.u64(self.last_seq);
+        w.u64(self.gen);
+        w.u64(self.next_vol);
+        w.u32(self.vols.len() as u32);
+        for vm in self.vols.values() {
+            w.u64(vm.id);
+            w.name(&vm.name);
+            w.u64(vm.size);
+            let (bv, bg) = vm.base.unwrap_or((u64::MAX, u64::MAX));
+            w.u64(bv);
+            w.u64(bg);
+            w.u32(vm.snaps.len() as u32);
+            for (g, n) in &vm.snaps {
+                w.u64(*g);
+                w.name(n);
+            }
+            w.u64(vm.live.len() as u64);
+            for (vext, l) in &vm.live {
+                w.u64(*vext);
+                w.u64(l.pext);
+                w.u64(l.birth);
+            }
+            w.u64(vm.dead.len() as u64);
+            for ((vext, birth), d) in &vm.dead {
+                w.u64(*vext);
+                w.u64(*birth);
+                w.u64(d.pext);
+                w.u64(d.death);
+            }
+        }
+        let mut free = self.free.clone();
+        free |= &self.pending_free;
+        free |= &self.reserved;
+        let mut fb = Vec::with_capacity(free.serialized_size());
+        // Serializing into a Vec cannot fail.
+        let _ = free.serialize_into(&mut fb);
+        w.u64(fb.len() as u64);
+        w.bytes(&fb);
+        w.0
+    }
+
+    /// Decodes a checkpoint blob (already checksum-verified) and validates
+    /// it: every mapped extent inside the pool and mapped once, names
+    /// unique, clone origins present.
+    pub fn decode_checkpoint(layout: Layout, buf: &[u8]) -> Result<Meta> {
+        let mut r = Reader::new(buf, "checkpoint");
+        if r.take(8)? != CKPT_MAGIC {
+            return corrupt("checkpoint magic");
+        }
+        let mut m = Meta::new(layout);
+        m.free = RoaringBitmap::new();
+        m.last_seq = r.u64()?;
+        m.gen = r.u64()?;
+        m.next_vol = r.u64()?;
+        let nvols = r.u32()?;
+        for _ in 0..nvols {
+            let mut vm = VolMeta {
+                id: r.u64()?,
+                name: r.name()?,
+                size: r.u64()?,
+                ..VolMeta::default()
+            };
+            let bv = r.u64()?;
+            let bg = r.u64()?;
+            vm.base = (bv != u64::MAX).then_some((bv, bg));
+            let nsnaps = r.u32()?;
+            for _ in 0..nsnaps {
+                let g = r.u64()?;
+                let n = r.name()?;
+                if g >= m.gen {
+                    return corrupt("snapshot from the future");
+                }
+                vm.snaps.insert(g, n);
+            }
+            let nlive = r.u64()?;
+            if nlive > (r.remaining() / 24) as u64 {
+                return corrupt("live map count exceeds the checkpoint");
+            }
+            for _ in 0..nlive {
+                let vext = r.u64()?;
+                let pext = r.u64()?;
+                let birth = r.u64()?;
+                vm.live.insert(vext, Live { pext, birth });
+            }
+            let ndead = r.u64()?;
+            if ndead > (r.remaining() / 32) as u64 {
+                return corrupt("dead map count exceeds the checkpoint");
+            }
+            for _ in 0..ndead {
+                let vext = r.u64()?;
+                let birth = r.u64()?;
+                let pext = r.u64()?;
+                let death = r.u64()?;
+                vm.dead.insert((vext, birth), Dead { pext, death });
+                vm.dead_by_death.insert((death, vext, birth));
+            }
+            if vm.id >= m.next_vol || m.vols.contains_key(&vm.id) {
+                return corrupt(format!("volume id {} out of order", vm.id));
+            }
+            if m.names
+                .insert(vm.name.clone(), Named::Volume(vm.id))
+                .is_some()
+            {
+                return corrupt(format!("name {:?} used twice", vm.name));
+            }
+            for (g, n) in &vm.snaps {
+                if m.names
+                    .insert(
+                        n.clone(),
+                        Named::Snapshot {
+                            vol: vm.id,
+                            gen: *g,
+                        },
+                    )
+                    .is_some()
+                {
+                    return corrupt(format!("name {n:?} used twice"));
+                }
+            }
+            m.vols.insert(vm.id, vm);
+        }
+        let flen = r.u64()?;
+        let fb = r.take(usize::try_from(flen).unwrap_or(usize::MAX))?;
+        m.free = RoaringBitmap::deserialize_from(fb)
+            .map_err(|e| Error::Corrupt(format!("checkpoint free-space bitmap: {e}")))?;
+        r.end()?;
+        for vm in m.vols.values() {
+            if let Some((bv, bg)) = vm.base {
+                if !m.vols.get(&bv).is_some_and(|b| b.snaps.contains_key(&bg)) {
+                    return corrupt(format!("clone {:?} of a missing snapshot", vm.name));
+                }
+            }
+        }
+        let report = m.check();
+        if !report.is_clean() {
+            return corrupt(format!("checkpoint fails its check: {}", report.summary()));
+        }
+        Ok(m)
+    }
+
+    /// Verifies every metadata invariant.
+    pub fn check(&self) -> CheckReport {
+        let n = self.layout.extent_count;
+        let mut owners: HashMap<u64, u32> = HashMap::new();
+        let mut problems = Vec::new();
+        let mut unreachable = 0u64;
+        for vm in self.vols.values() {
+            let extents = self.extents_of(vm.size);
+            for (vext, l) in &vm.live {
+                if *vext >= extents {
+                    problems.push(format!(
+                        "volume {:?}: extent {vext} beyond its size",
+                        vm.name
+                    ));
+                }
+                if l.birth > self.gen {
+                    problems.push(format!(
+                        "volume {:?}: extent {vext} born in the future",
+                        vm.name
+                    ));
+                }
+                if l.pext != TOMBSTONE {
+                    *owners.entry(l.pext).or_default() += 1;
+                }
+            }
+            for ((vext, birth), d) in &vm.dead {
+                if *birth >= d.death || d.death > self.gen {
+                    problems.push(format!(
+                        "volume {:?}: retired extent {vext} has lifetime [{birth}, {})",
+                        vm.name, d.death
+                    ));
+                }
+                if !vm.dead_by_death.contains(&(d.death, *vext, *birth)) {
+                    problems.push(format!(
+                        "volume {:?}: death index misses extent {vext}",
+                        vm.name
+                    ));
+                }
+                let seen = vm.snaps.range(*birth..d.death).next().is_some();
+                if !seen {
+                    unreachable += 1;
+                    problems.push(format!(
+                        "volume {:?}: retired extent {vext} (physical {}) is seen by no snapshot",
+                        vm.name, d.pext
+                    ));
+                }
+                if d.pext != TOMBSTONE {
+                    *owners.entry(d.pext).or_default() += 1;
+                }
+            }
+            if vm.dead_by_death.len() != vm.dead.len() {
+                problems.push(format!("volume {:?}: death index size differs", vm.name));
+            }
+            if let Some((bv, bg)) = vm.base {
+                if !self
+                    .vols
+                    .get(&bv)
+                    .is_some_and(|b| b.snaps.contains_key(&bg))
+                {
+                    problems.push(format!("clone {:?}: origin snapshot missing", vm.name));
+                }
+            }
+        }
+        let mut doubly_mapped = Vec::new();
+        let mut out_of_range = Vec::new();
+        let mut mapped_and_free = Vec::new();
+        for (&p, &count) in &owners {
+            if p >= n {
+                out_of_range.push(p);
+                continue;
+            }
+            if count > 1 {
+                doubly_mapped.push(p);
+            }
+            let p32 = p as u32;
+            if self.free.contains(p32)
+                || self.pending_free.contains(p32)
+                || self.reserved.contains(p32)
+            {
+                mapped_and_free.push(p);
+            }
+        }
+        let mut leaked = Vec::new();
+        let mut free_count = 0u64;
+        for p in 0..n {
+            let p32 = p as u32;
+            let is_free = self.free.contains(p32)
+                || self.pending_free.contains(p32)
+                || self.reserved.contains(p32);
+            if is_free {
+                free_count += 1;
+            } else if !owners.contains_key(&p) {
+                leaked.push(p);
+            }
+        }
+        if self.free.max().is_some_and(|m| m as u64 >= n) {
+            problems.push("free-space bitmap holds extents beyond the pool".into());
+        }
+        doubly_mapped.sort_unstable();
+        out_of_range.sort_unstable();
+        mapped_and_free.sort_unstable();
+        CheckReport {
+            extents: n,
+            free: free_count,
+            mapped: owners.len() as u64,
+            leaked,
+            doubly_mapped,
+            mapped_and_free,
+            out_of_range,
+            unreachable,
+            problems,
+        }
+    }
+}
+
+/// What [`Meta::check`] (and `Pool::check`) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Extents in the pool.
+    pub extents: u64,
+    /// Extents free (including pending and reserved).
+    pub free: u64,
+    /// Distinct extents some mapping points at.
+    pub mapped: u64,
+    /// Extents neither free nor mapped.
+    pub leaked: Vec<u64>,
+    /// Extents mapped by more than one entry.
+    pub doubly_mapped: Vec<u64>,
+    /// Extents both mapped and free.
+    pub mapped_and_free: Vec<u64>,
+    /// Mappings pointing past the end of the pool.
+    pub out_of_range: Vec<u64>,
+    /// Retired mappings no snapshot can see (space that can never be freed).
+    pub unreachable: u64,
+    /// Every problem, in words.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when no invariant is broken.
+    pub fn is_clean(&self) -> bool {
+        self.leaked.is_empty()
+            && self.doubly_mapped.is_empty()
+            && self.mapped_and_free.is_empty()
+            && self.out_of_range.is_empty()
+            && self.problems.is_empty()
+    }
+
+    /// One line for logs and errors.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} extents, {} free, {} mapped, {} leaked, {} mapped twice, {} mapped and free, {} out of range, {} other problems{}",
+            self.extents,
+            self.free,
+            self.mapped,
+            self.leaked.len(),
+            self.doubly_mapped.len(),
+            self.mapped_and_free.len(),
+            self.out_of_range.len(),
+            self.problems.len(),
+            self.problems.first().map(|p| format!(" (first: {p})")).unwrap_or_default()
+        )
+    }
+}

@@ -1,0 +1,798 @@
+//! A pool: one backing file or device split into fixed-size extents, the
+//! metadata state, and the commit protocol that makes it durable.
+//!
+//! ## Commit protocol
+//! Metadata changes are applied in memory and appended, as framed records,
+//! to an in-memory journal buffer. `commit` (run by `flush`, by FUA writes,
+//! by every management operation, and when the buffer grows large):
+//! 1. `sync` the store, so every data write a buffered record points at is
+//!    durable before the record can be;
+//! 2. write the buffer at the journal tail and `sync` again;
+//! 3. only then return extents freed by those records to the allocator
+//!    (after waiting out in-flight I/O that may still touch them).
+//!
+//! When the journal region is full (and at open and close) a checkpoint
+//! writes the whole state to the checkpoint area not named by the current
+//! superblock, syncs, then writes the next superblock into the other slot
+//! and syncs: the highest valid superblock sequence wins at open, and its
+//! sequence is the epoch every following journal record must carry, so
+//! records of older epochs are never replayed.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+
+use crate::backend::{Backend, FileBackend};
+use crate::block_device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::format::{Layout, Record, Superblock, SB_SLOT};
+use crate::meta::{CheckReport, Meta, Named};
+use crate::volume::{Snapshot, Volume};
+
+/// Default extent size: 64 KiB.
+pub const DEFAULT_EXTENT_SIZE: u32 = 64 << 10;
+/// Journal buffer size that triggers a commit without a flush.
+const AUTO_COMMIT_BYTES: usize = 1 << 20;
+const STRIPES: usize = 1024;
+
+/// How to create a pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Total size of the pool file in bytes (metadata included).
+    pub size: u64,
+    /// Extent size in bytes: a power of two, 4 KiB to 64 MiB.
+    pub extent_size: u32,
+    /// Logical block size of the volumes: 512 or 4096.
+    pub block_size: u32,
+    /// Journal region size; `None` sizes it from the pool.
+    pub journal_len: Option<u64>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            size: 0,
+            extent_size: DEFAULT_EXTENT_SIZE,
+            block_size: 512,
+            journal_len: None,
+        }
+    }
+}
+
+/// Everything the mutable metadata lock protects.
+pub(crate) struct State {
+    pub meta: Meta,
+    /// Framed records applied but not yet written.
+    pub journal: Vec<u8>,
+    /// Epoch new records carry (the sequence of the superblock they follow).
+    pub epoch: u64,
+}
+
+struct CommitState {
+    sb: Superblock,
+    /// Bytes of the journal region used in the current epoch.
+    tail: u64,
+}
+
+/// A copy-on-write extent pool. Share it as `Arc<Pool>`; volumes and
+/// snapshots are cheap handles holding that `Arc`.
+pub struct Pool {
+    pub(crate) backend: Box<dyn Backend>,
+    path: Option<PathBuf>,
+    pub(crate) layout: Layout,
+    nonce: u64,
+    read_only: bool,
+    pub(crate) state: RwLock<State>,
+    commit: Mutex<CommitState>,
+    /// Data I/O holds this shared; returning freed extents to the allocator
+    /// takes it exclusively, so no read or write still in flight can touch
+    /// an extent after it is reused.
+    pub(crate) gate: RwLock<()>,
+    stripes: Vec<Mutex<()>>,
+    failed: AtomicBool,
+}
+
+/// One volume as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub id: u64,
+    pub name: String,
+    pub size: u64,
+    /// For a clone, the snapshot it was made from.
+    pub origin: Option<String>,
+    /// Names of its snapshots, oldest first.
+    pub snapshots: Vec<String>,
+    /// Extents its live map holds.
+    pub mapped_extents: u64,
+}
+
+/// One snapshot as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub volume: String,
+    pub generation: u64,
+    pub size: u64,
+    /// Clones made from it.
+    pub clones: Vec<String>,
+}
+
+/// Pool facts for `pool info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    pub path: Option<PathBuf>,
+    pub block_size: u32,
+    pub extent_size: u32,
+    pub extents: u64,
+    pub free_extents: u64,
+    pub data_offset: u64,
+    pub journal_bytes: u64,
+    pub checkpoint_area_bytes: u64,
+    pub generation: u64,
+    pub volumes: usize,
+    pub snapshots: usize,
+}
+
+fn new_nonce() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let local = 0u8;
+    let addr = &local as *const u8 as u64;
+    crate::sim::SplitMix(t ^ ((std::process::id() as u64) << 32) ^ addr).next_u64()
+}
+
+fn valid_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > crate::format::MAX_NAME || name.chars().any(char::is_control)
+    {
+        return Err(Error::Invalid(format!(
+            "name {name:?} must be 1 to 255 bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Pool {
+    /// Creates a pool file of `size` bytes with `extent_size` extents and
+    /// 512-byte blocks. Fails if `path` already holds a pool (or anything
+    /// non-empty).
+    pub fn create(path: impl AsRef<Path>, size: u64, extent_size: u32) -> Result<Arc<Pool>> {
+        Pool::create_with(
+            path,
+            &PoolOptions {
+                size,
+                extent_size,
+                ..PoolOptions::default()
+            },
+        )
+    }
+
+    /// Creates a pool with full options.
+    pub fn create_with(path: impl AsRef<Path>, opts: &PoolOptions) -> Result<Arc<Pool>> {
+        let path = path.as_ref();
+        let backend = FileBackend::open(path, true)?;
+        if backend.len()? > 0 && !backend.path().starts_with("/dev/") {
+            return Err(Error::Exists(path.display().to_string()));
+        }
+        Pool::create_on(Box::new(backend), Some(path.to_path_buf()), opts)
+    }
+
+    /// Opens an existing pool read-write, replaying its journal.
+    pub fn open(path: impl AsRef<Path>) -> Result<Arc<Pool>> {
+        let path = path.as_ref();
+        let backend = FileBackend::open(path, false)?;
+        Pool::open_on(Box::new(backend), Some(path.to_path_buf()), false)
+    }
+
+    /// Opens an existing pool without writing to it (info, check, export).
+    /// The lock is still taken.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Arc<Pool>> {
+        let path = path.as_ref();
+        let backend = FileBackend::open(path, false)?;
+        Pool::open_on(Box::new(backend), Some(path.to_path_buf()), true)
+    }
+
+    /// Opens the pool at `path`, or creates it (sparse, `size` bytes, 64 KiB
+    /// extents) when the file is missing or empty. Parent directories are
+    /// created. This is what `ironlun serve` calls.
+    pub fn open_or_create(path: impl AsRef<Path>, size: u64) -> Result<Arc<Pool>> {
+        let path = path.as_ref();
+        let exists = std::fs::metadata(path)
+            .map(|m| m.len() > 0 || !m.is_file())
+            .unwrap_or(false);
+        if exists {
+            return Pool::open(path);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        Pool::create(path, size, DEFAULT_EXTENT_SIZE)
+    }
+
+    /// Creates a pool on any backend (tests use [`crate::sim::SimBackend`]).
+    pub fn create_on(
+        backend: Box<dyn Backend>,
+        path: Option<PathBuf>,
+        opts: &PoolOptions,
+    ) -> Result<Arc<Pool>> {
+        let layout = Layout::plan(
+            opts.size,
+            opts.extent_size,
+            opts.block_size,
+            opts.journal_len,
+        )?;
+        backend.set_len(layout.total_len())?;
+        if backend.len()? < layout.total_len() {
+            return Err(Error::Invalid(format!(
+                "store holds {} bytes, the pool needs {}",
+                backend.len()?,
+                layout.total_len()
+            )));
+        }
+        let meta = Meta::new(layout);
+        let blob = meta.encode_checkpoint();
+        if blob.len() as u64 > layout.ckpt_len {
+            return Err(Error::MetadataFull {
+                needed: blob.len() as u64,
+                area: layout.ckpt_len,
+            });
+        }
+        backend.write_at(&blob, layout.ckpt_offset[0])?;
+        let sb = Superblock {
+            seq: 1,
+            nonce: new_nonce(),
+            layout,
+            ckpt_area: 0,
+            ckpt_crc: crc32c::crc32c(&blob),
+            ckpt_bytes: blob.len() as u64,
+            journal_first_seq: 1,
+        };
+        // Slot 0 is cleared so an older pool's superblock on a reused
+        // device cannot outrank this one; seq 1 goes to slot 1.
+        backend.write_at(&vec![0u8; SB_SLOT as usize], 0)?;
+        backend.write_at(&sb.encode(), SB_SLOT)?;
+        backend.sync()?;
+        Pool::open_on(backend, path, false)
+    }
+
+    /// Opens a pool on any backend: picks the newest valid superblock, loads
+    /// its checkpoint, replays the journal, and (unless `read_only`) writes
+    /// a fresh checkpoint so the next epoch starts clean.
+    pub fn open_on(
+        backend: Box<dyn Backend>,
+        path: Option<PathBuf>,
+        read_only: bool,
+    ) -> Result<Arc<Pool>> {
+        let len = backend.len()?;
+        if len < 2 * SB_SLOT {
+            return Err(Error::NotAPool(format!("store is only {len} bytes")));
+        }
+        let mut best: Option<Superblock> = None;
+        let mut slot_err = None;
+        for slot in 0..2 {
+            let mut buf = vec![0u8; SB_SLOT as usize];
+            backend.read_at(&mut buf, slot * SB_SLOT)?;
+            match Superblock::decode(&buf, Some(len)) {
+                Ok(Some(sb)) if best.is_none_or(|b| sb.seq > b.seq) => best = Some(sb),
+                Ok(_) => {}
+                Err(e) => slot_err = Some(e),
+            }
+        }
+        let sb = match (best, slot_err) {
+            (Some(sb), _) => sb,
+            (None, Some(e)) => return Err(e),
+            (None, None) => {
+                return Err(Error::NotAPool(
+                    path.as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                ))
+            }
+        };
+        let layout = sb.layout;
+        let mut blob = vec![0u8; sb.ckpt_bytes as usize];
+        backend.read_at(&mut blob, layout.ckpt_offset[sb.ckpt_area as usize])?;
+        if crc32c::crc32c(&blob) != sb.ckpt_crc {
+            return Err(Error::Corrupt(format!(
+                "checkpoint in area {} fails its checksum",
+                sb.ckpt_area
+            )));
+        }
+        let mut meta = Meta::decode_checkpoint(layout, &blob)?;
+        if meta.last_seq.checked_add(1) != Some(sb.journal_first_seq) {
+            return Err(Error::Corrupt(format!(
+                "checkpoint ends at record {} but the journal starts at {}",
+                meta.last_seq, sb.journal_first_seq
+            )));
+        }
+        let mut jbuf = vec![0u8; layout.journal_len as usize];
+        backend.read_at(&mut jbuf, layout.journal_offset)?;
+        let mut pos = 0usize;
+        let mut replayed = 0u64;
+        while let Some((rec, n)) =
+            Record::decode(&jbuf[pos..], sb.nonce, sb.seq, meta.last_seq + 1)?
+        {
+            meta.apply(&rec, true)?;
+            meta.last_seq += 1;
+            pos += n;
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(replayed, "cow pool: replayed journal records");
+        }
+        let pool = Arc::new(Pool {
+            backend,
+            path,
+            layout,
+            nonce: sb.nonce,
+            read_only,
+            state: RwLock::new(State {
+                meta,
+                journal: Vec::new(),
+                epoch: sb.seq,
+            }),
+            commit: Mutex::new(CommitState {
+                sb,
+                tail: pos as u64,
+            }),
+            gate: RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            failed: AtomicBool::new(false),
+        });
+        if !read_only {
+            pool.checkpoint()?;
+        }
+        Ok(pool)
+    }
+
+    /// The pool file's path, if it has one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The pool's fixed layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Whether the pool was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub(crate) fn stripe(&self, vol: u64, vext: u64) -> &Mutex<()> {
+        let h =
+            (vol.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ vext).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        &self.stripes[(h >> 54) as usize % STRIPES]
+    }
+
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Error::Io(io::Error::other(
+                "pool failed an earlier metadata write; reopen it",
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_usable()?;
+        if self.read_only {
+            return Err(Error::Invalid("pool is open read-only".into()));
+        }
+        Ok(())
+    }
+
+    /// Applies a record and buffers it for the journal.
+    pub(crate) fn log(&self, st: &mut State, rec: Record) -> Result<()> {
+        st.meta.apply(&rec, false)?;
+        st.meta.last_seq += 1;
+        rec.encode(self.nonce, st.epoch, st.meta.last_seq, &mut st.journal);
+        Ok(())
+    }
+
+    /// Commits when the journal buffer has grown large.
+    pub(crate) fn maybe_commit(&self) -> Result<()> {
+        if self.state.read().journal.len() >= AUTO_COMMIT_BYTES {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write and metadata change durable.
+    pub fn commit(&self) -> Result<()> {
+        self.check_usable()?;
+        if self.read_only {
+            return Ok(());
+        }
+        let mut cs = self.commit.lock();
+        let (batch, mut freeing) = {
+            let mut st = self.state.write();
+            (
+                std::mem::take(&mut st.journal),
+                std::mem::take(&mut st.meta.pending_free),
+            )
+        };
+        let result = (|| -> Result<()> {
+            self.backend.sync()?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            if cs.tail + batch.len() as u64 > self.layout.journal_len {
+                freeing |= self.checkpoint_locked(&mut cs)?;
+                return Ok(());
+            }
+            self.backend
+                .write_at(&batch, self.layout.journal_offset + cs.tail)?;
+            self.backend.sync()?;
+            cs.tail += batch.len() as u64;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.failed.store(true, Ordering::Release);
+            tracing::error!("cow pool: commit failed, pool is now failed: {e}");
+            return Err(e);
+        }
+        self.release(freeing);
+        Ok(())
+    }
+
+    fn release(&self, freeing: RoaringBitmap) {
+        if freeing.is_empty() {
+            return;
+        }
+        let _gate = self.gate.write();
+        self.state.write().meta.free |= freeing;
+    }
+
+    /// Writes a checkpoint of the whole state and switches the superblock.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.check_usable()?;
+        if self.read_only {
+            return Ok(());
+        }
+        let mut cs = self.commit.lock();
+        match self.checkpoint_locked(&mut cs) {
+            Ok(freeing) => {
+                self.release(freeing);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed.store(true, Ordering::Release);
+                tracing::error!("cow pool: checkpoint failed, pool is now failed: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    fn checkpoint_locked(&self, cs: &mut CommitState) -> Result<RoaringBitmap> {
+        let next_seq = cs.sb.seq + 1;
+        let (blob, freeing, last_seq) = {
+            let mut st = self.state.write();
+            let blob = st.meta.encode_checkpoint();
+            if blob.len() as u64 > self.layout.ckpt_len {
+                return Err(Error::MetadataFull {
+                    needed: blob.len() as u64,
+                    area: self.layout.ckpt_len,
+                });
+            }
+            st.journal.clear();
+            st.epoch = next_seq;
+            let freeing = std::mem::take(&mut st.meta.pending_free);
+            (blob, freeing, st.meta.last_seq)
+        };
+        self.backend.sync()?;
+        let area = cs.sb.ckpt_area ^ 1;
+        self.backend
+            .write_at(&blob, self.layout.ckpt_offset[area as usize])?;
+        self.backend.sync()?;
+        let sb = Superblock {
+            seq: next_seq,
+            ckpt_area: area,
+            ckpt_crc: crc32c::crc32c(&blob),
+            ckpt_bytes: blob.len() as u64,
+            journal_first_seq: last_seq + 1,
+            ..cs.sb
+        };
+        self.backend
+            .write_at(&sb.encode(), (next_seq % 2) * SB_SLOT)?;
+        self.backend.sync()?;
+        cs.sb = sb;
+        cs.tail = 0;
+        Ok(freeing)
+    }
+
+    /// Creates a thin volume of `size` bytes (a multiple of the block size).
+    pub fn create_volume(self: &Arc<Self>, name: &str, size: u64) -> Result<Volume> {
+        self.check_writable()?;
+        valid_name(name)?;
+        let bs = self.layout.block_size as u64;
+        if size == 0 || !size.is_multiple_of(bs) {
+            return Err(Error::Invalid(format!(
+                "volume size {size} is not a positive multiple of the {bs}-byte block"
+            )));
+        }
+        if size.div_ceil(self.layout.extent_size as u64) > u32::MAX as u64 {
+            return Err(Error::Invalid(format!("volume size {size} is too large")));
+        }
+        let id = {
+            let mut st = self.state.write();
+            if st.meta.names.contains_key(name) {
+                return Err(Error::Exists(name.to_string()));
+            }
+            let id = st.meta.next_vol;
+            self.log(
+                &mut st,
+                Record::CreateVolume {
+                    id,
+                    name: name.to_string(),
+                    size,
+                    base: None,
+                },
+            )?;
+            id
+        };
+        self.commit()?;
+        Ok(Volume::new(self.clone(), id, size))
+    }
+
+    /// The volume (or clone) called `name`.
+    pub fn volume(self: &Arc<Self>, name: &str) -> Result<Volume> {
+        let st = self.state.read();
+        match st.meta.names.get(name) {
+            Some(Named::Volume(id)) => {
+                let size = st.meta.vol(*id)?.size;
+                Ok(Volume::new(self.clone(), *id, size))
+            }
+            Some(Named::Snapshot { .. }) => Err(Error::Invalid(format!(
+                "{name:?} is a snapshot, not a volume"
+            ))),
+            None => Err(Error::NotFound(name.to_string())),
+        }
+    }
+
+    /// Opens the volume `name`, creating it with `size` bytes if it does not
+    /// exist. An existing volume of another size is an error.
+    pub fn open_or_create_volume(
+        self: &Arc<Self>,
+        name: &str,
+        size: u64,
+    ) -> Result<Arc<dyn BlockDevice>> {
+        match self.volume(name) {
+            Ok(v) if v.size() == size => Ok(Arc::new(v)),
+            Ok(v) => Err(Error::Invalid(format!(
+                "volume {name:?} exists with size {}, not {size}",
+                v.size()
+            ))),
+            Err(Error::NotFound(_)) => Ok(Arc::new(self.create_volume(name, size)?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The snapshot called `name`.
+    pub fn snapshot(self: &Arc<Self>, name: &str) -> Result<Snapshot> {
+        let st = self.state.read();
+        match st.meta.names.get(name) {
+            Some(Named::Snapshot { vol, gen }) => {
+                let size = st.meta.vol(*vol)?.size;
+                Ok(Snapshot::new(self.clone(), *vol, *gen, size))
+            }
+            Some(Named::Volume(_)) => Err(Error::Invalid(format!(
+                "{name:?} is a volume, not a snapshot"
+            ))),
+            None => Err(Error::NotFound(name.to_string())),
+        }
+    }
+
+    /// The snapshot `name` as a read-only block device.
+    pub fn snapshot_device(self: &Arc<Self>, name: &str) -> Result<Arc<dyn BlockDevice>> {
+        Ok(Arc::new(self.snapshot(name)?))
+    }
+
+    /// A volume or snapshot by name, as a block device.
+    pub fn device(self: &Arc<Self>, name: &str) -> Result<Arc<dyn BlockDevice>> {
+        let named = self.state.read().meta.names.get(name).copied();
+        match named {
+            Some(Named::Volume(_)) => Ok(Arc::new(self.volume(name)?)),
+            Some(Named::Snapshot { .. }) => self.snapshot_device(name),
+            None => Err(Error::NotFound(name.to_string())),
+        }
+    }
+
+    /// Snapshots volume `volume` as `name`: O(1), durable on return.
+    pub fn create_snapshot(self: &Arc<Self>, volume: &str, name: &str) -> Result<Snapshot> {
+        self.volume(volume)?.snapshot(name)
+    }
+
+    pub(crate) fn snapshot_of(self: &Arc<Self>, vol: u64, name: &str) -> Result<Snapshot> {
+        self.check_writable()?;
+        valid_name(name)?;
+        let (gen, size) = {
+            let mut st = self.state.write();
+            if st.meta.names.contains_key(name) {
+                return Err(Error::Exists(name.to_string()));
+            }
+            let size = st.meta.vol(vol)?.size;
+            let gen = st.meta.gen;
+            self.log(
+                &mut st,
+                Record::Snapshot {
+                    vol,
+                    gen,
+                    name: name.to_string(),
+                },
+            )?;
+            (gen, size)
+        };
+        self.commit()?;
+        Ok(Snapshot::new(self.clone(), vol, gen, size))
+    }
+
+    /// Creates a writable clone `name` of snapshot `snapshot`: O(1).
+    pub fn create_clone(self: &Arc<Self>, snapshot: &str, name: &str) -> Result<Volume> {
+        self.check_writable()?;
+        valid_name(name)?;
+        let snap = self.snapshot(snapshot)?;
+        let (id, size) = {
+            let mut st = self.state.write();
+            if st.meta.names.contains_key(name) {
+                return Err(Error::Exists(name.to_string()));
+            }
+            let size = st.meta.vol(snap.volume_id())?.size;
+            let id = st.meta.next_vol;
+            self.log(
+                &mut st,
+                Record::CreateVolume {
+                    id,
+                    name: name.to_string(),
+                    size,
+                    base: Some((snap.volume_id(), snap.generation())),
+                },
+            )?;
+            (id, size)
+        };
+        self.commit()?;
+        Ok(Volume::new(self.clone(), id, size))
+    }
+
+    /// Deletes a volume or clone and all its snapshots, freeing exactly the
+    /// extents they own. Refused while a clone is based on one of them.
+    pub fn delete_volume(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        {
+            let mut st = self.state.write();
+            let id = match st.meta.names.get(name) {
+                Some(Named::Volume(id)) => *id,
+                Some(_) => return Err(Error::Invalid(format!("{name:?} is a snapshot"))),
+                None => return Err(Error::NotFound(name.to_string())),
+            };
+            let vm = st.meta.vol(id)?;
+            for (g, sname) in &vm.snaps {
+                if let Some(c) = st.meta.vols.values().find(|v| v.base == Some((id, *g))) {
+                    return Err(Error::Busy(format!(
+                        "snapshot {sname:?} of {name:?} is the origin of clone {:?}; delete the clone first",
+                        c.name
+                    )));
+                }
+            }
+            self.log(&mut st, Record::DeleteVolume { id })?;
+        }
+        self.commit()
+    }
+
+    /// Deletes a snapshot, freeing the extents only it still saw. Refused
+    /// while a clone is based on it.
+    pub fn delete_snapshot(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        {
+            let mut st = self.state.write();
+            let (vol, gen) = match st.meta.names.get(name) {
+                Some(Named::Snapshot { vol, gen }) => (*vol, *gen),
+                Some(_) => return Err(Error::Invalid(format!("{name:?} is a volume"))),
+                None => return Err(Error::NotFound(name.to_string())),
+            };
+            if let Some(c) = st.meta.vols.values().find(|v| v.base == Some((vol, gen))) {
+                return Err(Error::Busy(format!(
+                    "snapshot {name:?} is the origin of clone {:?}; delete the clone first",
+                    c.name
+                )));
+            }
+            self.log(&mut st, Record::DeleteSnapshot { vol, gen })?;
+        }
+        self.commit()
+    }
+
+    /// Every volume and clone, by id.
+    pub fn volumes(&self) -> Vec<VolumeInfo> {
+        let st = self.state.read();
+        let m = &st.meta;
+        m.vols
+            .values()
+            .map(|v| VolumeInfo {
+                id: v.id,
+                name: v.name.clone(),
+                size: v.size,
+                origin: v
+                    .base
+                    .and_then(|(bv, bg)| m.vols.get(&bv).and_then(|b| b.snaps.get(&bg)).cloned()),
+                snapshots: v.snaps.values().cloned().collect(),
+                mapped_extents: v
+                    .live
+                    .values()
+                    .filter(|l| l.pext != crate::format::TOMBSTONE)
+                    .count() as u64,
+            })
+            .collect()
+    }
+
+    /// Every snapshot, by volume then age.
+    pub fn snapshots(&self) -> Vec<SnapshotInfo> {
+        let st = self.state.read();
+        let m = &st.meta;
+        let mut out = Vec::new();
+        for v in m.vols.values() {
+            for (g, n) in &v.snaps {
+                out.push(SnapshotInfo {
+                    name: n.clone(),
+                    volume: v.name.clone(),
+                    generation: *g,
+                    size: v.size,
+                    clones: m
+                        .vols
+                        .values()
+                        .filter(|c| c.base == Some((v.id, *g)))
+                        .map(|c| c.name.clone())
+                        .collect(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Pool facts.
+    pub fn info(&self) -> PoolInfo {
+        let st = self.state.read();
+        let m = &st.meta;
+        PoolInfo {
+            path: self.path.clone(),
+            block_size: self.layout.block_size,
+            extent_size: self.layout.extent_size,
+            extents: self.layout.extent_count,
+            free_extents: m.free.len() + m.pending_free.len() + m.reserved.len(),
+            data_offset: self.layout.data_offset,
+            journal_bytes: self.layout.journal_len,
+            checkpoint_area_bytes: self.layout.ckpt_len,
+            generation: m.gen,
+            volumes: m.vols.len(),
+            snapshots: m.vols.values().map(|v| v.snaps.len()).sum(),
+        }
+    }
+
+    /// Verifies every metadata invariant: each extent free or mapped by
+    /// exactly one entry, every retired entry visible to some snapshot,
+    /// every clone's origin present.
+    pub fn check(&self) -> CheckReport {
+        self.state.read().meta.check()
+    }
+
+    /// Same as [`Pool::commit`]: makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.commit()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.read_only || self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.commit().and_then(|_| self.checkpoint()) {
+            tracing::warn!("cow pool: clean close failed (the journal will be replayed): {e}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Basic behaviour of pools, volumes, snapshots and clones on a real file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ironlun_cow::{BlockDevice, BlockError, Durability, Error, Pool, Provisioning};
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ironlun-cow-basic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+}
+
+#[test]
+fn thin_write_read_snapshot_clone_delete() {
+    let path = temp("a.pool");
+    let pool = Pool::create(&path, 64 << 20, 64 << 10).unwrap();
+    let free0 = pool.info().free_extents;
+    let vol = pool.create_volume("v", 8 << 20).unwrap();
+    let mut buf = vec![0xffu8; 4096];
+    vol.read(0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0), "unwritten reads as zeros");
+    assert_eq!(
+        vol.provisioning(0).unwrap().state,
+        Provisioning::Deallocated
+    );
+
+    vol.write(8, &pattern(1, 4096), Durability::Cached).unwrap();
+    vol.read(8, &mut buf).unwrap();
+    assert_eq!(buf, pattern(1, 4096));
+    assert_eq!(pool.info().free_extents, free0 - 1);
+    let run = vol.provisioning(0).unwrap();
+    assert_eq!((run.state, run.blocks), (Provisioning::Mapped, 128));
+
+    let snap = vol.snapshot("s1").unwrap();
+    let gen = snap.generation();
+    // Overwrite after the snapshot: redirected, snapshot keeps old data.
+    vol.write(16, &pattern(2, 4096), Durability::ForceUnitAccess)
+        .unwrap();
+    assert_eq!(pool.info().free_extents, free0 - 2);
+    vol.read(8, &mut buf).unwrap();
+    assert_eq!(buf, pattern(1, 4096), "untouched blocks copied");
+    vol.read(16, &mut buf).unwrap();
+    assert_eq!(buf, pattern(2, 4096));
+    snap.read(16, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    snap.read(8, &mut buf).unwrap();
+    assert_eq!(buf, pattern(1, 4096));
+    assert!(matches!(
+        snap.write(0, &buf, Durability::Cached),
+        Err(BlockError::ReadOnly)
+    ));
+    assert_eq!(
+        vol.changed_since(gen).unwrap().iter().collect::<Vec<_>>(),
+        vec![0]
+    );
+
+    // A second write into the now-private extent is in place.
+    vol.write(24, &pattern(3, 4096), Durability::Cached)
+        .unwrap();
+    assert_eq!(pool.info().free_extents, free0 - 2);
+
+    let clone = pool.create_clone("s1", "c").unwrap();
+    clone.read(8, &mut buf).unwrap();
+    assert_eq!(buf, pattern(1, 4096));
+    clone
+        .write(8, &pattern(9, 512), Durability::Cached)
+        .unwrap();
+    clone.read(8, &mut buf[..512]).unwrap();
+    assert_eq!(&buf[..512], &pattern(9, 512)[..]);
+    snap.read(8, &mut buf[..512]).unwrap();
+    assert_eq!(&buf[..512], &pattern(1, 512)[..]);
+    // Unmap in a clone hides the origin's data.
+    clone
+        .write(200, &pattern(4, 512), Durability::Cached)
+        .unwrap();
+    clone.unmap(128, 128).unwrap();
+    clone.read(200, &mut buf[..512]).unwrap();
+    assert!(buf[..512].iter().all(|&b| b == 0));
+
+    assert!(matches!(pool.delete_snapshot("s1"), Err(Error::Busy(_))));
+    assert!(matches!(pool.delete_volume("v"), Err(Error::Busy(_))));
+    pool.delete_volume("c").unwrap();
+    pool.delete_snapshot("s1").unwrap();
+    pool.delete_volume("v").unwrap();
+    pool.flush().unwrap();
+    assert_eq!(pool.info().free_extents, free0);
+    let report = pool.check();
+    assert!(report.is_clean(), "{}", report.summary());
+    drop((vol, snap, clone));
+    drop(pool);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn reopen_keeps_everything_and_lock_refuses_second_holder() {
+    let path = temp("b.pool");
+    {
+        let pool = Pool::create(&path, 32 << 20, 16 << 10).unwrap();
+        assert!(matches!(Pool::open(&path), Err(Error::Locked { .. })));
+        let v = pool.create_volume("v", 4 << 20).unwrap();
+        v.write(0, &pattern(5, 8192), Durability::Cached).unwrap();
+        v.snapshot("s").unwrap();
+        v.write(0, &pattern(6, 512), Durability::Cached).unwrap();
+        v.flush().unwrap();
+    }
+    let pool = Pool::open(&path).unwrap();
+    let v = pool.volume("v").unwrap();
+    let s = pool.snapshot("s").unwrap();
+    let mut buf = vec![0u8; 8192];
+    v.read(0, &mut buf).unwrap();
+    let mut want = pattern(5, 8192);
+    want[..512].copy_from_slice(&pattern(6, 512));
+    assert_eq!(buf, want);
+    s.read(0, &mut buf).unwrap();
+    assert_eq!(buf, pattern(5, 8192));
+    assert!(pool.check().is_clean());
+    let dev: Arc<dyn BlockDevice> = pool.open_or_create_volume("lun0", 1 << 20).unwrap();
+    assert_eq!(dev.geometry().blocks, 2048);
+    drop((v, s, dev, pool));
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn concurrent_writers_to_one_extent_after_snapshot() {
+    let path = temp("c.pool");
+    let pool = Pool::create(&path, 32 << 20, 64 << 10).unwrap();
+    let v = pool.create_volume("v", 1 << 20).unwrap();
+    for round in 0..20u8 {
+        v.snapshot(&format!("s{round}")).unwrap();
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let v = v.clone();
+                std::thread::spawn(move || {
+                    for b in 0..8u64 {
+                        let lba = t * 8 + b;
+                        v.write(
+                            lba,
+                            &[round.wrapping_add(lba as u8); 512],
+                            Durability::Cached,
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let mut buf = vec![0u8; 32 * 512];
+        v.read(0, &mut buf).unwrap();
+        for lba in 0..32usize {
+            assert!(
+                buf[lba * 512..(lba + 1) * 512]
+                    .iter()
+                    .all(|&x| x == round.wrapping_add(lba as u8)),
+                "round {round} lba {lba}"
+            );
+        }
+    }
+    assert!(pool.check().is_clean());
+    drop((v, pool));
+    std::fs::remove_file(&path).unwrap();
+}
