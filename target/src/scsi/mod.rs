@@ -9,12 +9,56 @@
 //!
 //! Per logical unit state that several sessions share (unit attentions,
 //! mode page values, reservations) lives in [`LogicalUnit`].
+//!
+//! ## Layout
+//! - [`sense`]: fixed / descriptor sense data and `BlockError` mapping.
+//! - [`cdb`]: typed, panic-free CDB decoding.
+//! - [`unit_attention`]: per-nexus unit attention queues and resets.
+//! - `inquiry`, `capacity`, `rw`, `mode`, `report_luns`, `request_sense`,
+//!   `opcodes`: one module per command family (decode → execute → reply).
+//!
+//! ## What the transport calls
+//! - [`LunMap::data_out_len`] to know how much Data-Out to solicit, then
+//!   [`LunMap::execute`].
+//! - [`LunMap::register_nexus`] when a session reaches full feature phase
+//!   (optional: a nexus is also registered by its first command), and
+//!   [`LunMap::nexus_lost`] when the I_T nexus ends (logout, connection
+//!   loss without reinstatement, session reinstatement of the old nexus).
+//! - [`LunMap::logical_unit_reset`] for LOGICAL UNIT RESET and
+//!   [`LunMap::target_reset`] for TARGET WARM / COLD RESET, after the
+//!   tasks concerned have been aborted.
+//! - [`LunMap::notify_luns_changed`] after the LUN map of a target changed.
+//!
+//! Residual rules the emulation follows (those of LIO, which passes
+//! libiscsi's residual tests): Data-In carries everything the CDB asks for
+//! (the transport truncates to EDTL); a write with less Data-Out than the
+//! CDB describes writes the whole blocks that arrived and returns GOOD.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use ironlun_cow::BlockDevice;
+use parking_lot::Mutex;
+
+mod capacity;
+pub mod cdb;
+mod inquiry;
+mod mode;
+mod opcodes;
+mod report_luns;
+mod request_sense;
+mod rw;
+pub mod sense;
+pub mod unit_attention;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+use cdb::{op, Cdb};
+pub use sense::Sense;
+pub use unit_attention::ResetKind;
+use unit_attention::UnitAttentions;
 
 /// SCSI status codes (SAM-5).
 pub mod status {
@@ -105,39 +149,312 @@ pub struct CommandOutcome {
     pub transfer_len: u32,
 }
 
+/// Largest transfer a single command may describe (VPD B0h MAXIMUM
+/// TRANSFER LENGTH, in bytes).
+pub const MAX_TRANSFER_BYTES: u64 = 16 << 20;
+/// Preferred transfer size (VPD B0h OPTIMAL TRANSFER LENGTH, in bytes).
+pub const OPTIMAL_TRANSFER_BYTES: u64 = 1 << 20;
+/// Largest number of blocks one UNMAP may release.
+pub const MAX_UNMAP_BLOCKS: u32 = 1 << 20;
+/// Largest number of block descriptors in one UNMAP parameter list.
+pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
+/// Largest WRITE SAME, in bytes.
+pub const MAX_WRITE_SAME_BYTES: u64 = 1 << 30;
+
+/// Changeable mode parameter values (see `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeValues {
+    /// Caching page WCE: writes may be cached until SYNCHRONIZE CACHE.
+    pub wce: bool,
+    /// Control page D_SENSE: descriptor format sense data.
+    pub d_sense: bool,
+    /// Control page SWP: software write protect.
+    pub swp: bool,
+}
+
+impl Default for ModeValues {
+    fn default() -> Self {
+        ModeValues {
+            wce: true,
+            d_sense: false,
+            swp: false,
+        }
+    }
+}
+
+/// Mutable SCSI state of a logical unit.
+#[derive(Debug)]
+pub(crate) struct LuState {
+    pub mode: ModeValues,
+    pub ua: UnitAttentions,
+    /// Removable medium loaded (always true for fixed media).
+    pub loaded: bool,
+    /// PREVENT ALLOW MEDIUM REMOVAL in force.
+    pub prevent: bool,
+}
+
 /// A logical unit: a block device plus the SCSI state shared by all nexuses.
 pub struct LogicalUnit {
     pub device: Arc<dyn BlockDevice>,
     pub identity: LuIdentity,
     pub options: LuOptions,
+    pub(crate) state: Mutex<LuState>,
+    /// Mode values that resets return to.
+    defaults: ModeValues,
 }
 
-/// Which reset a task management function performed (SAM-5 6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetKind {
-    /// LOGICAL UNIT RESET.
-    LogicalUnit,
-    /// TARGET WARM RESET.
-    TargetWarm,
-    /// TARGET COLD RESET.
-    TargetCold,
+impl std::fmt::Debug for LogicalUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogicalUnit")
+            .field("identity", &self.identity)
+            .field("options", &self.options)
+            .field("geometry", &self.device.geometry())
+            .finish()
+    }
+}
+
+/// The reply of a successful command: Data-In and the CDB's transfer length.
+#[derive(Debug, Default)]
+pub(crate) struct Reply {
+    pub data: BytesMut,
+    pub transfer_len: u32,
+}
+
+impl Reply {
+    /// No data either way.
+    pub fn none() -> Reply {
+        Reply::default()
+    }
+    /// A command that moved `transfer_len` bytes of Data-Out.
+    pub fn data_out(transfer_len: u32) -> Reply {
+        Reply {
+            data: BytesMut::new(),
+            transfer_len,
+        }
+    }
+    /// Parameter data cut to the allocation length; the transfer length is
+    /// what is actually returned (allocation-length semantics, no overflow).
+    pub fn alloc(mut data: Vec<u8>, alloc: u32) -> Reply {
+        data.truncate(alloc as usize);
+        let transfer_len = data.len() as u32;
+        Reply {
+            data: BytesMut::from(&data[..]),
+            transfer_len,
+        }
+    }
+}
+
+pub(crate) type ScsiResult = Result<Reply, Sense>;
+
+/// Everything a command handler may look at.
+pub(crate) struct Ctx<'a> {
+    pub lu: &'a LogicalUnit,
+    pub map: &'a LunMap,
+    pub nexus: &'a Nexus,
+    pub req: &'a CommandRequest<'a>,
 }
 
 impl LogicalUnit {
-    /// Called by the transport after it aborted the LU's tasks for a reset
-    /// requested through `issuing`: establishes the unit attentions the
-    /// reset causes and clears the state it clears.
-    pub fn reset(&self, kind: ResetKind, issuing: &Nexus) {
-        let _ = (kind, issuing);
-    }
-
     /// A logical unit over `device`.
     pub fn new(device: Arc<dyn BlockDevice>, identity: LuIdentity, options: LuOptions) -> Self {
+        let defaults = ModeValues::default();
         LogicalUnit {
             device,
             identity,
             options,
+            state: Mutex::new(LuState {
+                mode: defaults,
+                ua: UnitAttentions::default(),
+                loaded: true,
+                prevent: false,
+            }),
+            defaults,
         }
+    }
+
+    /// The mode values currently in force.
+    pub fn mode(&self) -> ModeValues {
+        self.state.lock().mode
+    }
+
+    /// Whether writes are refused: read-only LUN, read-only device, or SWP.
+    pub fn write_protected(&self) -> bool {
+        self.options.read_only || self.device.read_only() || self.state.lock().mode.swp
+    }
+
+    /// Starts tracking a nexus for unit attentions (none pending).
+    pub fn register_nexus(&self, nexus: &Nexus) {
+        self.state.lock().ua.register(nexus.id);
+    }
+
+    /// Forgets a nexus whose I_T nexus has been lost.
+    pub fn nexus_lost(&self, nexus_id: u64) {
+        self.state.lock().ua.remove(nexus_id);
+    }
+
+    /// A task-management reset reached this logical unit: mode parameters
+    /// return to their defaults, a removable medium's prevention ends, and
+    /// every nexus known to the unit (the issuing one included, which is
+    /// registered if it was not yet) gets the reset's unit attention.
+    /// The caller aborts the affected tasks first.
+    pub fn reset(&self, kind: ResetKind, issuing: &Nexus) {
+        let mut st = self.state.lock();
+        st.ua.register(issuing.id);
+        st.mode = self.defaults;
+        st.prevent = false;
+        if kind == ResetKind::TargetCold || kind == ResetKind::PowerOn {
+            st.loaded = true;
+        }
+        st.ua.reset(kind);
+    }
+
+    /// The capacity changed (resize): CAPACITY DATA HAS CHANGED for all.
+    pub fn notify_capacity_changed(&self) {
+        self.state
+            .lock()
+            .ua
+            .push_all(unit_attention::CAPACITY_CHANGED, None);
+    }
+
+    /// Pending unit attentions for a nexus (for tests and diagnostics).
+    pub fn pending_unit_attentions(&self, nexus_id: u64) -> usize {
+        self.state.lock().ua.pending(nexus_id)
+    }
+
+    fn sense_outcome(&self, sense: Sense) -> CommandOutcome {
+        let d = self.state.lock().mode.d_sense;
+        check_condition(sense, d)
+    }
+
+    fn execute(&self, map: &LunMap, nexus: &Nexus, req: &CommandRequest<'_>) -> CommandOutcome {
+        let opcode = req.cdb.first().copied().unwrap_or(0xFF);
+        let exempt = matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE);
+        {
+            let mut st = self.state.lock();
+            st.ua.register(nexus.id);
+            if !exempt && !req.cdb.is_empty() {
+                if let Some(ua) = st.ua.take(nexus.id) {
+                    return check_condition(ua, st.mode.d_sense);
+                }
+            }
+        }
+        let ctx = Ctx {
+            lu: self,
+            map,
+            nexus,
+            req,
+        };
+        let result = cdb::decode(req.cdb).and_then(|c| self.dispatch(&ctx, c));
+        match result {
+            Ok(reply) => CommandOutcome {
+                status: status::GOOD,
+                sense: None,
+                data_in: reply.data,
+                transfer_len: reply.transfer_len,
+            },
+            Err(sense) => self.sense_outcome(sense),
+        }
+    }
+
+    /// Commands that need the medium fail with NOT READY when it is out.
+    fn check_loaded(&self) -> Result<(), Sense> {
+        if self.state.lock().loaded {
+            Ok(())
+        } else {
+            Err(Sense::medium_not_present())
+        }
+    }
+
+    fn dispatch(&self, ctx: &Ctx<'_>, c: Cdb) -> ScsiResult {
+        match c {
+            Cdb::TestUnitReady => {
+                self.check_loaded()?;
+                Ok(Reply::none())
+            }
+            Cdb::Inquiry { evpd, page, alloc } => inquiry::inquiry(ctx, evpd, page, alloc),
+            Cdb::RequestSense { desc, alloc } => request_sense::request_sense(ctx, desc, alloc),
+            Cdb::ReportLuns { select, alloc } => report_luns::report_luns(ctx, select, alloc),
+            Cdb::ModeSense {
+                ten,
+                dbd,
+                llbaa,
+                pc,
+                page,
+                subpage,
+                alloc,
+            } => mode::mode_sense(ctx, ten, dbd, llbaa, pc, page, subpage, alloc),
+            Cdb::ModeSelect { ten, pf, sp, len } => mode::mode_select(ctx, ten, pf, sp, len),
+            Cdb::ReportSupportedOpcodes {
+                rctd,
+                options,
+                opcode,
+                sa,
+                alloc,
+            } => opcodes::report(rctd, options, opcode, sa, alloc),
+            Cdb::StartStopUnit {
+                immed: _,
+                power_condition,
+                no_flush,
+                loej,
+                start,
+            } => self.start_stop(power_condition, no_flush, loej, start),
+            Cdb::PreventAllow { prevent } => {
+                if prevent > 1 {
+                    return Err(Sense::invalid_cdb_field(4, Some(1)));
+                }
+                if self.options.removable {
+                    self.state.lock().prevent = prevent == 1;
+                }
+                Ok(Reply::none())
+            }
+            other => {
+                self.check_loaded()?;
+                match other {
+                    Cdb::ReadCapacity10 { .. } => capacity::read_capacity_10(ctx),
+                    Cdb::ReadCapacity16 { alloc } => capacity::read_capacity_16(ctx, alloc),
+                    _ => rw::execute(ctx, other),
+                }
+            }
+        }
+    }
+
+    fn start_stop(
+        &self,
+        power_condition: u8,
+        no_flush: bool,
+        loej: bool,
+        start: bool,
+    ) -> ScsiResult {
+        if power_condition != 0 {
+            // Power conditions are accepted and have no effect; LOEJ and
+            // START are ignored with a non-zero POWER CONDITION (SBC-3).
+            return Ok(Reply::none());
+        }
+        if loej && !self.options.removable {
+            return Err(Sense::invalid_cdb_field(4, Some(1)));
+        }
+        if !start && !no_flush {
+            self.device
+                .flush()
+                .map_err(|e| Sense::from_block_error(&e, true))?;
+        }
+        if loej {
+            let mut st = self.state.lock();
+            if !start && st.prevent {
+                return Err(Sense::removal_prevented());
+            }
+            st.loaded = start;
+        }
+        Ok(Reply::none())
+    }
+}
+
+fn check_condition(sense: Sense, descriptor: bool) -> CommandOutcome {
+    CommandOutcome {
+        status: status::CHECK_CONDITION,
+        sense: Some(sense.to_bytes(descriptor)),
+        data_in: BytesMut::new(),
+        transfer_len: 0,
     }
 }
 
@@ -172,21 +489,118 @@ impl LunMap {
     /// how much to solicit (`None`: no data-out, or the CDB is invalid and
     /// `execute` will say so).
     pub fn data_out_len(&self, lun: u64, cdb: &[u8]) -> Option<u32> {
-        let _ = (lun, cdb);
-        None
+        let lu = self.get(lun)?;
+        let c = cdb::decode(cdb).ok()?;
+        let bs = lu.device.geometry().block_size as u64;
+        let bytes = match c {
+            Cdb::Write { blocks, .. } | Cdb::WriteAndVerify { blocks, .. } => blocks as u64 * bs,
+            Cdb::Verify { blocks, bytchk, .. } => match bytchk {
+                1 => blocks as u64 * bs,
+                3 if blocks > 0 => bs,
+                _ => 0,
+            },
+            Cdb::WriteSame { ndob, blocks, .. } => {
+                if ndob || blocks == 0 {
+                    0
+                } else {
+                    bs
+                }
+            }
+            Cdb::Unmap { len, .. } | Cdb::ModeSelect { len, .. } => len as u64,
+            _ => 0,
+        };
+        if bytes == 0 {
+            None
+        } else {
+            Some(bytes.min(u32::MAX as u64) as u32)
+        }
     }
 
     /// Executes one command. `lun` is the decoded LUN number (from the
     /// 8-byte LUN field, see [`decode_lun`]).
     pub fn execute(&self, lun: u64, nexus: &Nexus, req: &CommandRequest<'_>) -> CommandOutcome {
-        let _ = (lun, nexus, req);
-        CommandOutcome {
-            status: status::CHECK_CONDITION,
-            // ILLEGAL REQUEST / INVALID COMMAND OPERATION CODE, fixed format.
-            sense: Some(vec![
-                0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x20, 0x00, 0, 0, 0, 0,
-            ]),
-            ..Default::default()
+        match self.get(lun) {
+            Some(lu) => lu.execute(self, nexus, req),
+            None => self.execute_unmapped(req),
+        }
+    }
+
+    /// Commands addressed to a LUN that is not mapped: INQUIRY answers
+    /// "no device here", REPORT LUNS and REQUEST SENSE work, everything else
+    /// is LOGICAL UNIT NOT SUPPORTED.
+    fn execute_unmapped(&self, req: &CommandRequest<'_>) -> CommandOutcome {
+        let result = match cdb::decode(req.cdb) {
+            Ok(Cdb::Inquiry {
+                evpd: false, alloc, ..
+            }) => {
+                let mut d = vec![0u8; 36];
+                d[0] = 0x7F; // peripheral qualifier 3, device type 1Fh
+                d[2] = 0x06;
+                d[3] = 0x12;
+                d[4] = 31;
+                Ok(Reply::alloc(d, alloc))
+            }
+            Ok(Cdb::ReportLuns { select, alloc }) => report_luns::build(self, select, alloc),
+            Ok(Cdb::RequestSense { desc, alloc }) => Ok(Reply::alloc(
+                Sense::lun_not_supported().to_bytes(desc),
+                alloc,
+            )),
+            Ok(_) => Err(Sense::lun_not_supported()),
+            Err(s) if s == Sense::invalid_opcode() => Err(Sense::lun_not_supported()),
+            Err(s) => Err(s),
+        };
+        match result {
+            Ok(reply) => CommandOutcome {
+                status: status::GOOD,
+                sense: None,
+                data_in: reply.data,
+                transfer_len: reply.transfer_len,
+            },
+            Err(sense) => check_condition(sense, false),
+        }
+    }
+
+    /// Registers a nexus with every logical unit (no unit attention
+    /// pending), so that later resets and changes reach it.
+    pub fn register_nexus(&self, nexus: &Nexus) {
+        for lu in self.luns.values() {
+            lu.register_nexus(nexus);
+        }
+    }
+
+    /// The I_T nexus `nexus_id` is gone: drop its per-LU state.
+    pub fn nexus_lost(&self, nexus_id: u64) {
+        for lu in self.luns.values() {
+            lu.nexus_lost(nexus_id);
+        }
+    }
+
+    /// LOGICAL UNIT RESET of `lun`; `false` if the LUN is not mapped.
+    pub fn logical_unit_reset(&self, lun: u64, issuing: &Nexus) -> bool {
+        match self.get(lun) {
+            Some(lu) => {
+                lu.reset(ResetKind::LogicalUnit, issuing);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// TARGET WARM RESET or TARGET COLD RESET: every logical unit resets.
+    pub fn target_reset(&self, kind: ResetKind, issuing: &Nexus) {
+        for lu in self.luns.values() {
+            lu.reset(kind, issuing);
+        }
+    }
+
+    /// The set of LUNs changed: REPORTED LUNS DATA HAS CHANGED for every
+    /// nexus known to any logical unit.
+    pub fn notify_luns_changed(&self) {
+        for lu in self.luns.values() {
+            lu.state
+                .lock()
+                .ua
+                .push_all(unit_attention::REPORTED_LUNS_CHANGED, None);
         }
     }
 }

@@ -1,0 +1,203 @@
+//! Test doubles: an in-memory thin block device and a harness that runs
+//! CDBs through a one-LUN map.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use ironlun_cow::{BlockDevice, BlockError, Durability, Geometry, Provisioning, ProvisioningRun};
+use parking_lot::Mutex;
+
+use super::{
+    CommandOutcome, CommandRequest, LogicalUnit, LuIdentity, LuOptions, LunMap, Nexus, TargetPort,
+};
+
+pub const NAA: [u8; 16] = [
+    0x60, 0x01, 0x40, 0x50, 0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0, 0x11, 0x22, 0x33, 0x44,
+];
+
+/// 512-byte blocks in memory; tracks which blocks are mapped.
+pub struct MemDevice {
+    data: Mutex<Vec<u8>>,
+    mapped: Mutex<BTreeSet<u64>>,
+    blocks: u64,
+    thin: bool,
+    flushes: AtomicUsize,
+}
+
+impl MemDevice {
+    pub fn new(blocks: u64, thin: bool) -> MemDevice {
+        MemDevice {
+            data: Mutex::new(vec![0; (blocks * 512) as usize]),
+            mapped: Mutex::new(BTreeSet::new()),
+            blocks,
+            thin,
+            flushes: AtomicUsize::new(0),
+        }
+    }
+    pub fn flushes(&self) -> usize {
+        self.flushes.load(Ordering::SeqCst)
+    }
+}
+
+impl BlockDevice for MemDevice {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            block_size: 512,
+            blocks: self.blocks,
+            thin: self.thin,
+            unmap_granularity_blocks: 1,
+        }
+    }
+    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let g = self.geometry();
+        let n = g.blocks_in(buf.len())?;
+        g.check_range(lba, n)?;
+        let at = (lba * 512) as usize;
+        buf.copy_from_slice(&self.data.lock()[at..at + buf.len()]);
+        Ok(())
+    }
+    fn write(&self, lba: u64, data: &[u8], _d: Durability) -> Result<(), BlockError> {
+        let g = self.geometry();
+        let n = g.blocks_in(data.len())?;
+        g.check_range(lba, n)?;
+        let at = (lba * 512) as usize;
+        self.data.lock()[at..at + data.len()].copy_from_slice(data);
+        self.mapped.lock().extend(lba..lba + n);
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), BlockError> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        self.geometry().check_range(lba, blocks)?;
+        let at = (lba * 512) as usize;
+        self.data.lock()[at..at + (blocks * 512) as usize].fill(0);
+        let mut m = self.mapped.lock();
+        for b in lba..lba + blocks {
+            m.remove(&b);
+        }
+        Ok(())
+    }
+    fn provisioning(&self, lba: u64) -> Result<ProvisioningRun, BlockError> {
+        self.geometry().check_range(lba, 1)?;
+        let m = self.mapped.lock();
+        let state = m.contains(&lba);
+        let mut end = lba + 1;
+        while end < self.blocks && m.contains(&end) == state {
+            end += 1;
+        }
+        Ok(ProvisioningRun {
+            lba,
+            blocks: end - lba,
+            state: if state {
+                Provisioning::Mapped
+            } else {
+                Provisioning::Deallocated
+            },
+        })
+    }
+}
+
+pub struct Harness {
+    pub dev: Arc<MemDevice>,
+    pub map: LunMap,
+    pub me: Nexus,
+}
+
+impl Harness {
+    pub fn new(blocks: u64, thin: bool) -> Harness {
+        Harness::with_options(blocks, thin, false, false)
+    }
+
+    pub fn with_options(blocks: u64, thin: bool, read_only: bool, removable: bool) -> Harness {
+        let dev = Arc::new(MemDevice::new(blocks, thin));
+        let lu = LogicalUnit::new(
+            dev.clone(),
+            LuIdentity {
+                vendor: "IRONLUN".into(),
+                product: "test lun".into(),
+                revision: "0001".into(),
+                serial: "serial-0".into(),
+                naa: NAA,
+            },
+            LuOptions {
+                read_only,
+                removable,
+                allow_sanitize: false,
+            },
+        );
+        let mut map = LunMap::new();
+        map.insert(0, Arc::new(lu));
+        Harness {
+            dev,
+            map,
+            me: Nexus {
+                id: 1,
+                initiator_name: "iqn.2026-11.test:init".into(),
+                isid: [0x80, 0, 0, 0, 0, 1],
+                target_port: Arc::new(TargetPort {
+                    target_name: "iqn.2026-11.org.ironlun:test".into(),
+                    tpgt: 1,
+                    relative_port_id: 1,
+                }),
+            },
+        }
+    }
+
+    pub fn nexus(&self, id: u64) -> Nexus {
+        Nexus {
+            id,
+            isid: [0x80, 0, 0, 0, 0, id as u8],
+            ..self.me.clone()
+        }
+    }
+
+    pub fn exec(
+        &self,
+        lun: u64,
+        nexus: &Nexus,
+        cdb: &[u8],
+        out: &[u8],
+        edtl: u32,
+    ) -> CommandOutcome {
+        let req = CommandRequest {
+            cdb,
+            edtl,
+            read: out.is_empty(),
+            write: !out.is_empty(),
+            data_out: out,
+        };
+        self.map.execute(lun, nexus, &req)
+    }
+
+    /// A command with a generous EDTL and no Data-Out.
+    pub fn run(&self, cdb: &[u8]) -> CommandOutcome {
+        self.exec(0, &self.me, cdb, &[], 65536)
+    }
+    pub fn run_edtl(&self, cdb: &[u8], edtl: u32) -> CommandOutcome {
+        self.exec(0, &self.me, cdb, &[], edtl)
+    }
+    pub fn run_out(&self, cdb: &[u8], out: &[u8], edtl: u32) -> CommandOutcome {
+        self.exec(0, &self.me, cdb, out, edtl)
+    }
+    pub fn run_as(&self, nexus: &Nexus, cdb: &[u8]) -> CommandOutcome {
+        self.exec(0, nexus, cdb, &[], 65536)
+    }
+    pub fn run_lun(&self, lun: u64, cdb: &[u8]) -> CommandOutcome {
+        self.exec(lun, &self.me, cdb, &[], 65536)
+    }
+}
+
+/// Asserts CHECK CONDITION with the given key/ASC/ASCQ (either format).
+#[track_caller]
+pub fn assert_sense(o: &CommandOutcome, key: u8, asc: u8, ascq: u8) {
+    assert_eq!(o.status, 2, "expected CHECK CONDITION, got {o:?}");
+    let s = o.sense.as_ref().expect("sense data");
+    let got = match s[0] & 0x7F {
+        0x72 | 0x73 => (s[1] & 0x0F, s[2], s[3]),
+        _ => (s[2] & 0x0F, s[12], s[13]),
+    };
+    assert_eq!(got, (key, asc, ascq), "sense {s:02x?}");
+}
