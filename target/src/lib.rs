@@ -12,11 +12,25 @@
 //! - [`session`]: the full feature phase: CmdSN window, R2T / Data-Out,
 //!   Data-In with status, task management, NOP, text, logout.
 //! - [`scsi`]: SCSI command emulation per logical unit, and the LUN map.
+//! - [`login`]: the login phase as an explicit state machine (stages,
+//!   status codes, ACLs); pure, driven per Login Request by the server.
+//! - [`text`]: `key=value` text segments: parser, encoder, multi-PDU
+//!   accumulator. Pure, fuzzed.
+//! - [`negotiation`]: RFC 7143 operational keys (list / min / max / and /
+//!   or / declarative semantics) and the resulting `SessionParams`.
+//! - [`chap`]: CHAP (MD5), one-way and mutual, as the authenticator.
+//! - [`discovery`]: Text Requests in full feature phase: SendTargets,
+//!   split responses, FFP key answers.
 //!
 //! Dependencies point one way: this crate uses `ironlun-cow`, never the
 //! other way round.
 
+pub mod chap;
 pub mod connection;
+pub mod discovery;
+pub mod login;
+pub mod negotiation;
 pub mod pdu;
 pub mod scsi;
 pub mod session;
+pub mod text;
