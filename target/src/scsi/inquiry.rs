@@ -4,7 +4,7 @@
 use super::sense::Sense;
 use super::{
     Ctx, Reply, ScsiResult, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
-    MAX_WRITE_SAME_BYTES, OPTIMAL_TRANSFER_BYTES,
+    MAX_WRITE_SAME_BLOCKS, OPTIMAL_TRANSFER_BYTES,
 };
 
 /// VPD pages we serve, ascending.
@@ -137,7 +137,7 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
         d[24..28].copy_from_slice(&g.unmap_granularity_blocks.max(1).to_be_bytes());
         d[28..32].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
     }
-    d[32..40].copy_from_slice(&(MAX_WRITE_SAME_BYTES / bs).to_be_bytes());
+    d[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
     d
 }
 

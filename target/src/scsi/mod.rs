@@ -158,8 +158,9 @@ pub const OPTIMAL_TRANSFER_BYTES: u64 = 1 << 20;
 pub const MAX_UNMAP_BLOCKS: u32 = 1 << 20;
 /// Largest number of block descriptors in one UNMAP parameter list.
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
-/// Largest WRITE SAME, in bytes.
-pub const MAX_WRITE_SAME_BYTES: u64 = 1 << 30;
+/// Largest WRITE SAME, in blocks (the 16-bit limit LIO uses too; larger
+/// ranges are split by the initiator).
+pub const MAX_WRITE_SAME_BLOCKS: u64 = 0xFFFF;
 
 /// Changeable mode parameter values (see `mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::cdb::{Cdb, Width};
 use super::sense::Sense;
 use super::{
     Ctx, Reply, ScsiResult, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
-    MAX_WRITE_SAME_BYTES,
+    MAX_WRITE_SAME_BLOCKS,
 };
 
 /// Chunk used when a command touches more than one buffer's worth.
@@ -217,7 +217,7 @@ fn write_same(
     }
     check_range(&g, lba, blocks as u64)?;
     let bs = g.block_size as u64;
-    if blocks as u64 * bs > MAX_WRITE_SAME_BYTES {
+    if blocks as u64 > MAX_WRITE_SAME_BLOCKS {
         return Err(Sense::invalid_cdb_field(len_field, Some(7)));
     }
     if ctx.lu.write_protected() {
