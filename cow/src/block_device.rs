@@ -19,7 +19,11 @@ use std::io;
 pub enum BlockError {
     /// The range `[lba, lba + blocks)` is outside the device.
     #[error("range lba {lba} + {blocks} blocks is beyond the device's {capacity} blocks")]
-    OutOfRange { lba: u64, blocks: u64, capacity: u64 },
+    OutOfRange {
+        lba: u64,
+        blocks: u64,
+        capacity: u64,
+    },
     /// The buffer length is not a whole number of blocks.
     #[error("buffer of {len} bytes is not a multiple of the {block_size}-byte block")]
     Misaligned { len: usize, block_size: u32 },

@@ -262,12 +262,20 @@ impl BlockDevice for FileDevice {
         let data = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_DATA) };
         let (state, next) = if data < 0 || data as u64 > start {
             // A hole starts here; it ends at the next data (or the end).
-            let next = if data < 0 { end } else { (data as u64).min(end) };
+            let next = if data < 0 {
+                end
+            } else {
+                (data as u64).min(end)
+            };
             (Provisioning::Deallocated, next)
         } else {
             // SAFETY: as above.
             let hole = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_HOLE) };
-            let next = if hole < 0 { end } else { (hole as u64).min(end) };
+            let next = if hole < 0 {
+                end
+            } else {
+                (hole as u64).min(end)
+            };
             (Provisioning::Mapped, next)
         };
         // Round the run to whole blocks (holes are page-granular).

@@ -69,8 +69,8 @@ impl Layout {
         let max_extents = size / e;
         let round = |v: u64| v.div_ceil(4096) * 4096;
         let journal_len =
-            round(journal_len.unwrap_or((max_extents * 32).clamp(256 << 10, 64 << 20)));
-        let ckpt_len = round((max_extents * 96).max(256 << 10));
+            round(journal_len.unwrap_or((max_extents * 32).clamp(64 << 10, 64 << 20)));
+        let ckpt_len = round((max_extents * 96).max(64 << 10));
         let journal_offset = 2 * SB_SLOT;
         let ckpt0 = journal_offset + journal_len;
         let ckpt1 = ckpt0 + ckpt_len;

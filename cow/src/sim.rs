@@ -10,6 +10,7 @@
 //! 512-byte sectors land).
 
 use std::io;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -27,9 +28,11 @@ struct State {
     crashed: bool,
 }
 
-/// The in-memory simulated disk.
+/// The in-memory simulated disk. Clones share the same disk, so a test can
+/// keep a handle while a pool owns another.
+#[derive(Clone)]
 pub struct SimBackend {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 /// A small deterministic generator (splitmix64), so tests need no RNG crate.
@@ -65,14 +68,14 @@ impl SimBackend {
     /// A disk whose durable content is `image` (e.g. a crash image).
     pub fn from_image(image: Vec<u8>) -> SimBackend {
         SimBackend {
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 current: image.clone(),
                 durable: image,
                 pending: Vec::new(),
                 points: 0,
                 crash_at: None,
                 crashed: false,
-            }),
+            })),
         }
     }
 

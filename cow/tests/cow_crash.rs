@@ -1,0 +1,297 @@
+//! Simulated power loss. Each crash point runs a seeded random workload
+//! (cached and FUA writes, flushes, unmaps, snapshot create/delete) on the
+//! in-memory [`SimBackend`], cuts the power at a seeded I/O point, builds a
+//! crash image (all synced writes plus a random, reordered, possibly torn
+//! subset of the rest), reopens the pool from it and checks:
+//! - recovery succeeds and `check()` finds no leaked or doubly-mapped extent;
+//! - every block reads either its last acknowledged-durable value or a value
+//!   written after it (never another block's data, never a torn mix);
+//! - every snapshot whose creation was acknowledged exists and reads its
+//!   exact point-in-time image; a deleted one is gone;
+//! - the recovered pool accepts writes and reopens cleanly.
+//!
+//! `IRONLUN_CRASH_POINTS` sets the number of crash points (default 10,000
+//! in an optimized build, `cargo test --release`, about 25 s on 2 busy
+//! cores; 2,500 in a debug build, where one point costs ~12 ms of CPU; the
+//! long mode is 100,000). `IRONLUN_CRASH_SEED` sets the base seed. Runs on
+//! every available core.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ironlun_cow::sim::{SimBackend, SplitMix};
+use ironlun_cow::{BlockDevice, Durability, Pool, PoolOptions};
+
+const BS: usize = 512;
+const VOL_BLOCKS: u64 = 64; // 8 extents of 4 KiB
+const OPS: usize = 40;
+
+fn block(lba: u64, tag: u32) -> Vec<u8> {
+    let mut b = vec![(tag as u8) ^ (lba as u8) ^ 0x5a; BS];
+    b[..8].copy_from_slice(&lba.to_le_bytes());
+    b[8..12].copy_from_slice(&tag.to_le_bytes());
+    b
+}
+
+fn decode(lba: u64, b: &[u8]) -> Result<Option<u32>, String> {
+    if b.iter().all(|&x| x == 0) {
+        return Ok(None);
+    }
+    let tag = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    if b != block(lba, tag).as_slice() {
+        return Err(format!(
+            "block {lba} holds another block's data or a torn mix"
+        ));
+    }
+    Ok(Some(tag))
+}
+
+#[derive(Clone, Default)]
+struct BlockModel {
+    durable: Option<u32>,
+    /// Values written after the last durable point; any may survive.
+    pending: Vec<Option<u32>>,
+}
+
+impl BlockModel {
+    fn latest(&self) -> Option<u32> {
+        self.pending.last().copied().unwrap_or(self.durable)
+    }
+    fn allows(&self, v: Option<u32>) -> bool {
+        self.durable == v || self.pending.contains(&v)
+    }
+}
+
+struct SnapModel {
+    name: String,
+    image: Vec<Option<u32>>,
+    /// False when the create or delete call failed at the crash: the
+    /// snapshot may or may not exist, but if it does its image is exact.
+    certain: bool,
+}
+
+fn options() -> PoolOptions {
+    PoolOptions {
+        size: 1 << 20,
+        extent_size: 4096,
+        block_size: 512,
+        journal_len: Some(8192),
+    }
+}
+
+fn read_all(dev: &dyn BlockDevice) -> Result<Vec<Option<u32>>, String> {
+    let mut buf = vec![0u8; VOL_BLOCKS as usize * BS];
+    dev.read(0, &mut buf).map_err(|e| format!("read: {e}"))?;
+    (0..VOL_BLOCKS)
+        .map(|lba| decode(lba, &buf[lba as usize * BS..(lba as usize + 1) * BS]))
+        .collect()
+}
+
+/// One crash point; returns a description of the first violation.
+fn crash_point(seed: u64) -> Result<(), String> {
+    let mut rng = SplitMix(seed);
+    let sim = SimBackend::new(0);
+    let pool =
+        Pool::create_on(Box::new(sim.clone()), None, &options()).map_err(|e| e.to_string())?;
+    let vol = pool
+        .create_volume("v", VOL_BLOCKS * BS as u64)
+        .map_err(|e| e.to_string())?;
+    let start = sim.points();
+    sim.crash_at(start + rng.below(160));
+
+    let mut blocks = vec![BlockModel::default(); VOL_BLOCKS as usize];
+    let mut snaps: Vec<SnapModel> = Vec::new();
+    let mut tag = 1u32;
+    let mut next_snap = 0;
+    let all_durable = |blocks: &mut Vec<BlockModel>| {
+        for b in blocks.iter_mut() {
+            b.durable = b.latest();
+            b.pending.clear();
+        }
+    };
+    for _ in 0..OPS {
+        let dice = rng.below(100);
+        let lba = rng.below(VOL_BLOCKS);
+        let n = 1 + rng.below((VOL_BLOCKS - lba).min(16));
+        let ok = if dice < 65 {
+            let fua = dice >= 55;
+            let mut data = Vec::new();
+            for b in lba..lba + n {
+                data.extend(block(b, tag));
+            }
+            let d = if fua {
+                Durability::ForceUnitAccess
+            } else {
+                Durability::Cached
+            };
+            let ok = vol.write(lba, &data, d).is_ok();
+            for b in lba..lba + n {
+                let m = &mut blocks[b as usize];
+                if ok && fua {
+                    m.durable = Some(tag);
+                    m.pending.clear();
+                } else {
+                    m.pending.push(Some(tag));
+                }
+            }
+            tag += 1;
+            ok
+        } else if dice < 73 {
+            let ok = vol.flush().is_ok();
+            if ok {
+                all_durable(&mut blocks);
+            }
+            ok
+        } else if dice < 83 {
+            // Half the unmaps cover whole extents.
+            let (lba, n) = if rng.below(2) == 0 {
+                (lba / 8 * 8, 8)
+            } else {
+                (lba, n)
+            };
+            let ok = vol.unmap(lba, n).is_ok();
+            for b in lba..lba + n {
+                blocks[b as usize].pending.push(None);
+            }
+            ok
+        } else if dice < 93 {
+            let name = format!("s{next_snap}");
+            next_snap += 1;
+            let image: Vec<Option<u32>> = blocks.iter().map(BlockModel::latest).collect();
+            let ok = vol.snapshot(&name).is_ok();
+            if ok {
+                all_durable(&mut blocks);
+            }
+            snaps.push(SnapModel {
+                name,
+                image,
+                certain: ok,
+            });
+            ok
+        } else {
+            if snaps.is_empty() {
+                continue;
+            }
+            let i = rng.below(snaps.len() as u64) as usize;
+            let ok = pool.delete_snapshot(&snaps[i].name).is_ok();
+            if ok {
+                snaps.remove(i);
+            } else {
+                snaps[i].certain = false;
+            }
+            ok
+        };
+        if !ok {
+            break;
+        }
+    }
+    sim.crash_now();
+    let image = sim.crash_image(seed ^ 0xc0ff_ee00);
+    drop(vol);
+    drop(pool);
+
+    let sim2 = SimBackend::from_image(image);
+    let pool = Pool::open_on(Box::new(sim2.clone()), None, false)
+        .map_err(|e| format!("recovery failed: {e}"))?;
+    let report = pool.check();
+    if !report.is_clean() {
+        return Err(format!("check after recovery: {}", report.summary()));
+    }
+    let vol = pool.volume("v").map_err(|e| e.to_string())?;
+    let got = read_all(&vol)?;
+    for (lba, (g, m)) in got.iter().zip(&blocks).enumerate() {
+        if !m.allows(*g) {
+            return Err(format!(
+                "block {lba} reads {g:?}; durable {:?}, later writes {:?}",
+                m.durable, m.pending
+            ));
+        }
+    }
+    for s in &snaps {
+        match pool.snapshot(&s.name) {
+            Ok(dev) => {
+                let got = read_all(&dev)?;
+                if got != s.image {
+                    return Err(format!("snapshot {} lost its point-in-time image", s.name));
+                }
+            }
+            Err(e) if s.certain => return Err(format!("snapshot {} missing: {e}", s.name)),
+            Err(_) => {}
+        }
+    }
+    let known: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
+    for info in pool.snapshots() {
+        if !known.contains(&info.name.as_str()) {
+            return Err(format!("deleted snapshot {} came back", info.name));
+        }
+    }
+    // The recovered pool must take new writes and reopen cleanly.
+    vol.write(3, &block(3, 999_999), Durability::ForceUnitAccess)
+        .map_err(|e| format!("write after recovery: {e}"))?;
+    drop(vol);
+    drop(pool);
+    let pool = Pool::open_on(Box::new(sim2), None, false).map_err(|e| format!("reopen: {e}"))?;
+    let got = read_all(&pool.volume("v").map_err(|e| e.to_string())?)?;
+    if got[3] != Some(999_999) {
+        return Err("write after recovery lost on reopen".into());
+    }
+    let report = pool.check();
+    if !report.is_clean() {
+        return Err(format!("check after reopen: {}", report.summary()));
+    }
+    Ok(())
+}
+
+#[test]
+fn power_loss_at_random_points() {
+    let points: u64 = std::env::var("IRONLUN_CRASH_POINTS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(if cfg!(debug_assertions) {
+            2_500
+        } else {
+            10_000
+        });
+    let base: u64 = std::env::var("IRONLUN_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x1b0_a5e);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    let failures: Vec<String> = (0..threads)
+        .map(|_| {
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let mut fails = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= points {
+                        break;
+                    }
+                    let seed = base.wrapping_add(i);
+                    if let Err(e) = crash_point(seed) {
+                        fails.push(format!("seed {seed}: {e}"));
+                        if fails.len() >= 5 {
+                            break;
+                        }
+                    }
+                }
+                fails
+            })
+        })
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    eprintln!(
+        "power-loss simulation: {points} crash points in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
