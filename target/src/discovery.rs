@@ -5,21 +5,30 @@
 //! [`TextExchange::step`] (or [`TextResponder::respond`]) once per Text
 //! Request PDU and sends the PDU and data it returns.
 //!
-//! - `SendTargets=All` (discovery sessions only; `Reject` in a normal
-//!   session), `SendTargets=<name>`, and `SendTargets=` (normal sessions:
-//!   the session's own target) answer `TargetName=` then one
-//!   `TargetAddress=<ip>:<port>,<tpgt>` per portal. A wildcard portal
-//!   answers with the address the initiator connected to (IPv6 in
-//!   brackets). Targets whose ACL does not list the initiator are invisible.
+//! - `SendTargets=All` answers every visible target in a discovery session
+//!   and the session's own target in a normal session;
+//!   `SendTargets=<iqn.|eui.|naa. name>` that target;
+//!   `SendTargets=` (normal sessions) the session's own target. Each target
+//!   is `TargetName=` then one `TargetAddress=<ip>:<port>,<tpgt>` per portal.
+//!   A wildcard portal answers with the address the initiator connected to
+//!   (IPv6 in brackets). Targets whose ACL does not list the initiator are
+//!   invisible; an unknown or invisible name gets an empty answer.
 //! - Other keys: `MaxRecvDataSegmentLength` (declarative) changes how much
-//!   we put in one Text Response; the rest is answered per
-//!   [`crate::negotiation::answer_ffp_key`].
+//!   we put in one Text Response; other RFC 7143 keys are answered per
+//!   [`crate::negotiation::answer_ffp_key`] (`Reject`: not negotiable in
+//!   full feature phase); `X-`/`X#` keys `NotUnderstood`.
+//! - A request we cannot answer in text -- malformed text, an unknown
+//!   non-extension key, a SendTargets value that is none of the above, an
+//!   unknown TTT, an oversize request -- gets a Reject PDU (reason Protocol
+//!   Error / Invalid PDU Field) carrying the request's header. This is
+//!   LIO's behaviour, and what libiscsi's `iSCSI.iSCSISendTargets.Invalid`
+//!   conformance test expects (a text answer it cannot parse would tear
+//!   its connection down instead).
 //! - A request continued over several PDUs (C bit) is acknowledged with
 //!   empty responses carrying a Target Transfer Tag; a response longer than
 //!   the initiator's MaxRecvDataSegmentLength is split over several Text
 //!   Responses with C=1 and a TTT, each next part asked for by an empty
 //!   Text Request carrying that TTT.
-//! - Malformed text, an unknown TTT or an oversize request: a Reject PDU.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,6 +180,17 @@ impl TextExchange {
             Ok(p) => p,
             Err(_) => return self.reject(req, data.len(), RejectReason::ProtocolError),
         };
+        // Requests we cannot answer in text are rejected whole, as LIO does
+        // and as libiscsi's iSCSI.iSCSISendTargets.Invalid test expects:
+        // an unknown (non X-) key, or a SendTargets value that is neither
+        // All, empty (normal sessions) nor an iSCSI name.
+        let acceptable = pairs.iter().all(|kv| match kv.key.as_str() {
+            "SendTargets" => self.send_targets_value_ok(&kv.value),
+            k => k.starts_with("X-") || k.starts_with("X#") || is_rfc_key(k),
+        });
+        if !acceptable {
+            return self.reject(req, data.len(), RejectReason::ProtocolError);
+        }
         let mut out = Vec::new();
         for kv in &pairs {
             if kv.key == "SendTargets" {
@@ -202,14 +222,21 @@ impl TextExchange {
         t.allows(&self.initiator_name)
     }
 
+    fn send_targets_value_ok(&self, value: &str) -> bool {
+        match value {
+            "All" => true,
+            "" => self.session_type == SessionType::Normal,
+            v => is_iscsi_name(v),
+        }
+    }
+
     fn send_targets(&self, value: &str, out: &mut Vec<u8>) {
         let targets: Vec<TargetLoginInfo> = match (value, self.session_type) {
             ("All", SessionType::Discovery) => self.directory.targets(self.local_addr),
-            ("All", SessionType::Normal) | ("", SessionType::Discovery) => {
-                text::encode_pair(out, "SendTargets", crate::negotiation::REJECT);
-                return;
-            }
-            ("", SessionType::Normal) => self
+            // In a normal session, only the session's own target (RFC 7143
+            // appendix C; answering instead of refusing keeps libiscsi's
+            // iSCSI.iSCSISendTargets.Simple test, run in a normal session, happy).
+            ("All", SessionType::Normal) | ("", _) => self
                 .target_name
                 .as_deref()
                 .and_then(|n| self.directory.target(n, self.local_addr))
@@ -232,6 +259,47 @@ impl TextExchange {
             }
         }
     }
+}
+
+/// Whether `v` looks like an iSCSI name (RFC 7143 4.2.7: `iqn.`, `eui.`
+/// or `naa.` format).
+pub fn is_iscsi_name(v: &str) -> bool {
+    v.len() > 4 && (v.starts_with("iqn.") || v.starts_with("eui.") || v.starts_with("naa."))
+}
+
+/// Keys RFC 7143 defines (answered per [`answer_ffp_key`]).
+fn is_rfc_key(k: &str) -> bool {
+    matches!(
+        k,
+        "HeaderDigest"
+            | "DataDigest"
+            | "MaxConnections"
+            | "InitialR2T"
+            | "ImmediateData"
+            | "MaxRecvDataSegmentLength"
+            | "MaxBurstLength"
+            | "FirstBurstLength"
+            | "DefaultTime2Wait"
+            | "DefaultTime2Retain"
+            | "MaxOutstandingR2T"
+            | "DataPDUInOrder"
+            | "DataSequenceInOrder"
+            | "ErrorRecoveryLevel"
+            | "TaskReporter"
+            | "iSCSIProtocolLevel"
+            | "IFMarker"
+            | "OFMarker"
+            | "IFMarkInt"
+            | "OFMarkInt"
+            | "InitiatorName"
+            | "InitiatorAlias"
+            | "TargetName"
+            | "TargetAlias"
+            | "TargetAddress"
+            | "TargetPortalGroupTag"
+            | "SessionType"
+            | "AuthMethod"
+    ) || k.starts_with("CHAP_")
 }
 
 /// The addresses to advertise for `portals` to an initiator connected to
@@ -388,14 +456,61 @@ mod tests {
         assert_eq!(p[0].1, TGT);
         assert_eq!(p[1].1, "127.0.0.1:3260,1");
         assert_eq!(p.len(), 2);
-        let (_, data) = x.step(&req(2, RESERVED_TAG), &st("All"));
-        assert_eq!(pairs(&data), vec![("SendTargets".into(), "Reject".into())]);
+        // All in a normal session: the session's own target only
+        let (_, all) = x.step(&req(2, RESERVED_TAG), &st("All"));
+        assert_eq!(all, data);
         let (_, data) = x.step(&req(3, RESERVED_TAG), &st("iqn.2026-11.org.ironlun:fixed"));
         assert_eq!(pairs(&data).len(), 3);
 
         let mut d = exchange(SessionType::Discovery, "127.0.0.1:3260", 8192);
-        let (_, data) = d.step(&req(1, RESERVED_TAG), &st(""));
-        assert_eq!(pairs(&data), vec![("SendTargets".into(), "Reject".into())]);
+        let (pdu, _) = d.step(&req(1, RESERVED_TAG), &st(""));
+        assert!(matches!(pdu, TargetPdu::Reject { .. }));
+    }
+
+    #[test]
+    fn libiscsi_sendtargets_invalid_sequence() {
+        // iscsi-test-cu iSCSI.iSCSISendTargets.Invalid, in a normal session:
+        // four requests must fail (Reject PDU), then All must succeed.
+        let mut x = exchange(SessionType::Normal, "127.0.0.1:3260", 262144);
+        for (i, body) in [
+            "SendTargetsPlease=All",
+            "SendTargets=Alle",
+            "SendTargets=A",
+            "sENDtARGETS=aLL",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut b = body.as_bytes().to_vec();
+            b.push(0);
+            let (pdu, data) = x.step(&req(i as u32, RESERVED_TAG), &b);
+            assert!(
+                matches!(
+                    pdu,
+                    TargetPdu::Reject {
+                        reason: RejectReason::ProtocolError,
+                        ..
+                    }
+                ),
+                "{body}: {pdu:?}"
+            );
+            // the rejected header names the request's ITT at bytes 16..20
+            assert_eq!(&data[16..20], &(i as u32).to_be_bytes());
+        }
+        let (pdu, data) = x.step(&req(9, RESERVED_TAG), &st("All"));
+        assert!(matches!(
+            pdu,
+            TargetPdu::TextResponse {
+                final_: true,
+                continue_: false,
+                ..
+            }
+        ));
+        let p = pairs(&data);
+        assert!(p
+            .iter()
+            .all(|(k, _)| k == "TargetName" || k == "TargetAddress"));
+        assert_eq!(p[0].1, TGT);
     }
 
     #[test]
@@ -406,6 +521,8 @@ mod tests {
             KeyValue::new("X-vendor", "1"),
             KeyValue::new("MaxBurstLength", "512"),
         ]);
+        let (pdu, _) = x.step(&req(7, RESERVED_TAG), b"Bogus=1\0");
+        assert!(matches!(pdu, TargetPdu::Reject { .. }));
         let (_, data) = x.step(&req(1, RESERVED_TAG), &body);
         assert_eq!(
             pairs(&data),

@@ -420,6 +420,7 @@ impl LoginMachine {
             .map_err(|e| fail(status::INITIATOR_ERROR, format!("login text: {e}")))?;
 
         let mut out = Vec::new();
+        let first_pdu_text = self.state == State::Start;
         if self.state == State::Start {
             self.first_text(req, &pairs)?;
             self.state = if req.csg == Stage::Security {
@@ -450,14 +451,14 @@ impl LoginMachine {
                 }
             }
         }
-        let neg = self
-            .neg
-            .as_mut()
-            .ok_or_else(|| fail(status::TARGET_ERROR, "negotiator missing after first text"))?;
-        // Identity keys: once per login, consumed by first_text.
-        for kv in pairs.iter().filter(|k| is_login_identity_key(&k.key)) {
-            neg.note_received(&kv.key)
-                .map_err(|e| fail(status::INITIATOR_ERROR, e.to_string()))?;
+        // Identity keys are consumed by first_text. libiscsi repeats them
+        // (same values) in its operational PDU after AuthMethod=None, so a
+        // repeat is accepted when it agrees with what the login already
+        // holds; a different value is an initiator error.
+        if !first_pdu_text {
+            for kv in pairs.iter().filter(|k| is_login_identity_key(&k.key)) {
+                self.check_identity_repeat(kv)?;
+            }
         }
         if self.state == State::Security {
             self.security(&pairs, &mut out)?;
@@ -625,6 +626,34 @@ impl LoginMachine {
             req.tsih == 0,
         ));
         Ok(())
+    }
+
+    /// A login identity key seen again after the first text.
+    fn check_identity_repeat(&mut self, kv: &KeyValue) -> Result<(), Failure> {
+        let same = match kv.key.as_str() {
+            "InitiatorName" => kv.value == self.initiator_name,
+            "SessionType" => SessionType::parse(&kv.value) == Some(self.session_type),
+            "TargetName" => match &self.target {
+                Some(t) => kv.value == t.name,
+                None => true,
+            },
+            "InitiatorAlias" => match &self.initiator_alias {
+                Some(a) => kv.value == *a,
+                None => {
+                    self.initiator_alias = Some(kv.value.clone());
+                    true
+                }
+            },
+            _ => true,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(fail(
+                status::INITIATOR_ERROR,
+                format!("{} changed during login", kv.key),
+            ))
+        }
     }
 
     /// AuthMethod and CHAP keys of a security-stage text.
@@ -999,6 +1028,59 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn libiscsi_with_credentials_against_open_target() {
+        // libiscsi offers CHAP,None; we pick None; its operational PDU then
+        // carries InitiatorName/TargetName/SessionType again.
+        let mut m = machine(vec![target(None)], None);
+        let ident = [
+            (
+                "InitiatorName",
+                "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
+            ),
+            ("TargetName", TGT),
+            ("SessionType", "Normal"),
+        ];
+        let mut first: Vec<(&str, &str)> = ident.to_vec();
+        first.push(("AuthMethod", "CHAP,None"));
+        let s1 = m.step(
+            &req(Stage::Security, Some(Stage::Operational)),
+            &txt(&first),
+        );
+        assert_eq!(flags(&s1), (true, Stage::Security, Stage::Operational));
+        assert_eq!(get(&s1, "AuthMethod").as_deref(), Some("None"));
+        let mut op: Vec<(&str, &str)> = ident.to_vec();
+        op.extend_from_slice(&[
+            ("HeaderDigest", "None,CRC32C"),
+            ("DataDigest", "None"),
+            ("InitialR2T", "Yes"),
+            ("ImmediateData", "Yes"),
+            ("MaxBurstLength", "262144"),
+            ("FirstBurstLength", "262144"),
+            ("DefaultTime2Wait", "2"),
+            ("DefaultTime2Retain", "0"),
+            ("MaxOutstandingR2T", "1"),
+            ("ErrorRecoveryLevel", "0"),
+            ("IFMarker", "No"),
+            ("OFMarker", "No"),
+            ("MaxConnections", "1"),
+            ("MaxRecvDataSegmentLength", "262144"),
+            ("DataPDUInOrder", "Yes"),
+            ("DataSequenceInOrder", "Yes"),
+        ]);
+        let s2 = m.step(
+            &req(Stage::Operational, Some(Stage::FullFeature)),
+            &txt(&op),
+        );
+        let LoginStep::Complete { .. } = &s2 else {
+            panic!("{s2:?}")
+        };
+        // identity keys are not answered; every operational key is
+        let answered: Vec<String> = keys(&s2).into_iter().map(|k| k.key).collect();
+        let expect: Vec<&str> = op[3..].iter().map(|p| p.0).collect();
+        assert_eq!(answered, expect);
+    }
+
+    #[test]
     fn discovery_login() {
         let mut m = machine(vec![target(Some(policy(false)))], None);
         let s1 = m.step(
@@ -1187,9 +1269,29 @@ pub(crate) mod tests {
             &txt(&[("MaxConnections", "1")]),
         );
         assert_eq!(s.status(), status::INITIATOR_ERROR);
+        // identity keys may be repeated unchanged (libiscsi does), not changed
         let mut m = machine(vec![target(None)], None);
         m.step(&req(Stage::Operational, None), &txt(&base));
-        let s = m.step(&req(Stage::Operational, None), &txt(&[("TargetName", TGT)]));
+        let s = m.step(
+            &req(Stage::Operational, None),
+            &txt(&[
+                ("TargetName", TGT),
+                ("InitiatorName", INI),
+                ("SessionType", "Normal"),
+            ]),
+        );
+        assert!(matches!(s, LoginStep::Continue { .. }), "{s:?}");
+        let s = m.step(
+            &req(Stage::Operational, None),
+            &txt(&[("TargetName", "iqn.2026-11.org.ironlun:other")]),
+        );
+        assert_eq!(s.status(), status::INITIATOR_ERROR);
+        let mut m = machine(vec![target(None)], None);
+        m.step(&req(Stage::Operational, None), &txt(&base));
+        let s = m.step(
+            &req(Stage::Operational, None),
+            &txt(&[("SessionType", "Discovery")]),
+        );
         assert_eq!(s.status(), status::INITIATOR_ERROR);
         // in the same PDU
         let mut m = machine(vec![target(None)], None);

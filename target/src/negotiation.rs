@@ -1042,6 +1042,51 @@ mod tests {
     }
 
     #[test]
+    fn random_offers_respect_result_functions() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let s = NegotiationSettings::default();
+        // (key, lo, hi, ours, is_max)
+        let keys: [(&str, u64, u64, u64, bool); 7] = [
+            ("MaxConnections", 1, 65535, 1, false),
+            (
+                "MaxBurstLength",
+                512,
+                16777215,
+                s.max_burst_length as u64,
+                false,
+            ),
+            ("DefaultTime2Retain", 0, 3600, 20, false),
+            ("MaxOutstandingR2T", 1, 65535, 8, false),
+            ("ErrorRecoveryLevel", 0, 2, 0, false),
+            ("DefaultTime2Wait", 0, 3600, 2, true),
+            ("iSCSIProtocolLevel", 0, 31, PROTOCOL_LEVEL, false),
+        ];
+        for _ in 0..3000 {
+            let (key, lo, hi, ours, is_max) = keys[rng.next_u32() as usize % keys.len()];
+            let offer = match rng.next_u32() % 3 {
+                0 => rng.next_u64() % (hi + 2),
+                1 => lo + rng.next_u64() % (hi - lo + 1),
+                _ => rng.next_u64(),
+            };
+            let mut n = normal();
+            let a = answer(&mut n, key, &offer.to_string()).unwrap();
+            if !(lo..=hi).contains(&offer) {
+                assert_eq!(a, REJECT, "{key}={offer}");
+                continue;
+            }
+            let v: u64 = a.parse().unwrap();
+            let want = if is_max {
+                offer.max(ours)
+            } else {
+                offer.min(ours)
+            };
+            assert_eq!(v, want, "{key}={offer}");
+            assert!((lo..=hi).contains(&v));
+        }
+    }
+
+    #[test]
     fn numbers() {
         assert_eq!(parse_number("0x10"), Some(16));
         assert_eq!(parse_number("010"), Some(10));
