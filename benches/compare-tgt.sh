@@ -57,6 +57,7 @@ if [[ " $TOOLS " == *" fio "* ]]; then
     log "building fio with the libiscsi engine (scripts/fio-libiscsi.sh, ~1 min the first time)"
     FIO=$(timeout 900 "$REPO/scripts/fio-libiscsi.sh" "$REPO/bench-out/fio-libiscsi" 2>"$OUT/fio-build.log" | tail -n 1) || FIO=
   fi
+  if [ -n "$FIO" ]; then FIO=$(realpath "$FIO"); fi
   if [ -z "$FIO" ] || ! "$FIO" --enghelp 2>/dev/null | grep -q libiscsi; then
     log "WARNING: no fio with the libiscsi engine ($OUT/fio-build.log): write figures will be missing"
     FIO=
@@ -137,9 +138,11 @@ for k in "${!RES[@]}"; do t=${k%|*}; [[ " ${TESTS[*]} " == *" $t "* ]] || TESTS+
 mapfile -t TESTS < <(printf '%s\n' "${TESTS[@]}" | sort)
 
 # ---------------------------------------------------------------- report
+fio_ver="not available"
+if [ -n "$FIO" ]; then fio_ver="$("$FIO" --version) with the libiscsi engine"; fi
 {
   echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r); runtime ${RUNTIME}s per job, LUNs of $SIZE, backing files on $(df -P "$OUT" | awk 'NR==2 {print $1}')."
-  echo "ironlun $("$IRONLUN_BIN" --version 2>/dev/null || echo '?') ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')); tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); fio: ${FIO:+$("$FIO" --version)}${FIO:-not available}."
+  echo "ironlun $("$IRONLUN_BIN" --version 2>/dev/null || echo '?') ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')); tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); fio: $fio_ver."
   echo "Figures: IOPS / MB/s (server CPU in cores). ratio = ironlun / the better tgt LUN (by IOPS)."
   echo
   echo "| test | ironlun | tgt rdwr (LUN 1) | tgt aio (LUN 2) | ratio |"

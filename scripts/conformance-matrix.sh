@@ -38,10 +38,10 @@ trap 'exit 130' INT
 
 # ---------------------------------------------------------------- ironlun
 IL_URL=iscsi://127.0.0.1:$PORT/iqn.2026-11.org.ironlun:default/0
-IL_CMD="$IRONLUN_BIN serve --data-dir DIR --iscsi-listen 127.0.0.1:$PORT"
+IL_CMD="build/release/ironlun serve --data-dir DIR --iscsi-listen 127.0.0.1:$PORT --allow-sanitize"
 il_ok=0
 if [ -x "$IRONLUN_BIN" ] && ! listening "$PORT"; then
-  "$IRONLUN_BIN" serve --data-dir "$OUT/ironlun-data" --iscsi-listen "127.0.0.1:$PORT" > "$OUT/ironlun.log" 2>&1 &
+  "$IRONLUN_BIN" serve --data-dir "$OUT/ironlun-data" --iscsi-listen "127.0.0.1:$PORT" --allow-sanitize > "$OUT/ironlun.log" 2>&1 &
   IL_PID=$!
   for _ in $(seq 300); do listening "$PORT" && break; kill -0 "$IL_PID" 2>/dev/null || break; sleep 0.1; done
   if listening "$PORT"; then
@@ -59,11 +59,13 @@ tgt_ok=0
 if TESTS=ALL OUT_DIR="$OUT/tgt-run" TIMEOUT="$TMO" "$RUN" "$TGT_URL" tgt > "$OUT/tgt.summary" 2>/dev/null; then tgt_ok=1; fi
 
 # ---------------------------------------------------------------- document
-counts() {  # counts DIR FAMILY -> "total passed failed skipped"
-  awk -F'\t' -v f="$2" '$1 == f || f == "ALL" { n++; c[$4]++ } END { printf "%d | %d | %d | %d", n, c["PASS"], c["FAIL"], c["SKIP"] }' "$1/results.tsv" 2>/dev/null || echo "- | - | - | -"
+counts() {  # counts DIR FAMILY -> "total | passed | failed | skipped"
+  if [ ! -s "$1/results.tsv" ]; then echo "- | - | - | -"; return 0; fi
+  awk -F'\t' -v f="$2" '$1 == f || f == "ALL" { n++; c[$4]++ } END { printf "%d | %d | %d | %d", n, c["PASS"], c["FAIL"], c["SKIP"] }' "$1/results.tsv"
 }
-suite_cell() {  # suite_cell DIR SUITE -> "p/f/s"
-  awk -F'\t' -v s="$2" '$1 == s { printf "%d / %d / %d", $3, $4, $5; found = 1 } END { if (!found) printf "-" }' "$1/suites.tsv" 2>/dev/null || echo "-"
+suite_cell() {  # suite_cell DIR SUITE -> "p / f / s"
+  if [ ! -s "$1/suites.tsv" ]; then echo "-"; return 0; fi
+  awk -F'\t' -v s="$2" '$1 == s { printf "%d / %d / %d", $3, $4, $5; found = 1 } END { if (!found) printf "-" }' "$1/suites.tsv"
 }
 {
   echo "# Conformance: libiscsi iscsi-test-cu"
@@ -87,7 +89,7 @@ suite_cell() {  # suite_cell DIR SUITE -> "p/f/s"
   echo
   echo "| suite | ironlun | tgt |"
   echo "| --- | --- | --- |"
-  cut -f1 "$OUT/tgt-run/suites.tsv" "$OUT/ironlun/suites.tsv" 2>/dev/null | awk '!seen[$0]++' | while read -r s; do
+  { cat "$OUT/tgt-run/suites.tsv" 2>/dev/null || true; cat "$OUT/ironlun/suites.tsv" 2>/dev/null || true; } | cut -f1 | awk '!seen[$0]++' | while read -r s; do
     echo "| $s | $(suite_cell "$OUT/ironlun" "$s") | $(suite_cell "$OUT/tgt-run" "$s") |"
   done
   echo
@@ -96,7 +98,8 @@ suite_cell() {  # suite_cell DIR SUITE -> "p/f/s"
   for n in ironlun tgt-run; do
     echo "### ${n%-run}"
     echo
-    awk -F'\t' '$4 == "FAIL" { printf "- %s.%s %s\n", $2, $3, $6 }' "$OUT/$n/results.tsv" 2>/dev/null || echo "- (no results)"
+    if [ -s "$OUT/$n/results.tsv" ]; then awk -F'\t' '$4 == "FAIL" { printf "- %s.%s %s\n", $2, $3, $6 }' "$OUT/$n/results.tsv"
+    else echo "- (no results)"; fi
     echo
   done
   echo "## Command lines"

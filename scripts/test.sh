@@ -78,7 +78,7 @@ say "cargo build --release --workspace"
 t=$(date +%s)
 BUILD_OK=0
 brc=0
-timeout -k 30 2400 cargo build --release --workspace --locked < /dev/null > "$OUTDIR/build.log" 2>&1 || brc=$?
+timeout -k 30 2400 cargo build --release --workspace < /dev/null > "$OUTDIR/build.log" 2>&1 || brc=$?
 grep -E '^error|Finished' "$OUTDIR/build.log" || true
 if [ "$brc" = 0 ] && [ -x "$REPO/build/release/ironlun" ]; then
   BUILD_OK=1; verdict PASS "cargo build --release"; step_done "cargo build --release" ok $(( $(date +%s) - t ))
@@ -91,11 +91,12 @@ fi
 say "cargo test --workspace --release"
 t=$(date +%s)
 crc=0
-timeout -k 30 1800 cargo test --workspace --release --locked --no-fail-fast < /dev/null > "$OUTDIR/cargo-test.log" 2>&1 || crc=$?
+timeout -k 30 1800 cargo test --workspace --release --no-fail-fast < /dev/null > "$OUTDIR/cargo-test.log" 2>&1 || crc=$?
 grep -E '^test .* \.\.\. (FAILED|ignored)|^test result:|^error' "$OUTDIR/cargo-test.log" || true
 read -r cp cf ci < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) g += $(i-1) } }
   END { printf "%d %d %d\n", p, f, g }' "$OUTDIR/cargo-test.log")
 P=$((P + cp)); F=$((F + cf)); S=$((S + ci))
+sed -n 's/^test \(.*\) \.\.\. FAILED$/FAIL: cargo test: \1/p' "$OUTDIR/cargo-test.log" >> "$RESULTS"
 echo "cargo test: $cp passed, $cf failed, $ci ignored (rc=$crc)"
 if [ "$crc" != 0 ] && [ "$cf" = 0 ]; then
   tail -n 30 "$OUTDIR/cargo-test.log"

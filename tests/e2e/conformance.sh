@@ -16,6 +16,8 @@ e2e_init conformance
 need iscsi-test-cu
 PORT=${E2E_PORT:-3312}
 RUN="$REPO/scripts/iscsi-test-cu-run.sh"
+# iscsi-test-cu runs with --allow-sanitize; ironlun only accepts SANITIZE when told so
+export IRONLUN_EXTRA_ARGS="${IRONLUN_EXTRA_ARGS:---allow-sanitize}"
 TMO=${CONFORMANCE_TIMEOUT:-900}
 
 REQUIRED_SUITES=(iSCSI.iSCSIcmdsn iSCSI.iSCSIdatasn iSCSI.iSCSIResiduals iSCSI.iSCSITMF

@@ -63,7 +63,7 @@ TOML
 }
 
 for c in $CONFIGS; do
-  env=(); port=$MAIN_PORT; iqn=$MAIN_IQN; extra=
+  env=(); port=$MAIN_PORT; iqn=$MAIN_IQN
   case "$c" in
     plain) ;;
     crc32c) env=(KGUEST_DIGEST=CRC32C) ;;
@@ -81,11 +81,16 @@ for c in $CONFIGS; do
   wall=$(( $(date +%s) - t1 ))
   r="$o/results.txt"
   [ -f "$r" ] || : > "$r"
+  problem=
   case "$c" in
-    crc32c) grep -q 'HeaderDigest: CRC32C' "$r" && grep -q 'DataDigest: CRC32C' "$r" || { rc=${rc/#0/1}; extra="digests not negotiated as CRC32C: $(grep SESSION-PARAM "$r" | tr '\n' ' ')"; } ;;
-    mpath) [ "$(grep -m1 '^LOGIN-DONE' "$r" | sed 's/.*disks=//' | wc -w)" -ge 2 ] || { rc=${rc/#0/1}; extra="fewer than 2 disks: $(grep -m1 '^LOGIN-DONE' "$r")"; } ;;
-    mutual-chap) grep -qx 'AUTH mutual CHAP' "$r" || { rc=${rc/#0/1}; extra="guest did not configure mutual CHAP"; } ;;
+    crc32c) if ! { grep -q 'HeaderDigest: CRC32C' "$r" && grep -q 'DataDigest: CRC32C' "$r"; }; then
+              problem="digests not negotiated as CRC32C: $(grep SESSION-PARAM "$r" | tr '\n' ' ')"; fi ;;
+    mpath) if [ "$(grep -m1 '^LOGIN-DONE' "$r" | sed 's/.*disks=//' | wc -w)" -lt 2 ]; then
+             problem="fewer than 2 disks: $(grep -m1 '^LOGIN-DONE' "$r" || true)"; fi ;;
+    mutual-chap) if ! grep -qx 'AUTH mutual CHAP' "$r"; then problem="the guest did not configure mutual CHAP"; fi ;;
   esac
+  if [ -n "$problem" ] && [ "$rc" = 0 ]; then rc=1; fi
+  extra=$problem
   steps=$(grep -E '^(LOGIN-DONE|FSTEST|LOGOUT OK|FAIL-STEP)' "$r" | sed 's/uptime=[^ ]* //' | tr '\n' ';' | cut -c1-300)
   iops=$(awk '/^fio job/ {f=1; next} f && NF >= 3 {printf "%s=%s ", $1, $2}' "$o/summary.txt" 2>/dev/null || true)
   if [ "$rc" = 0 ]; then pass "kguest $c (${wall} s)" "$steps fio IOPS (TCG, not a benchmark): $iops"

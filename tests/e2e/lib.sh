@@ -16,6 +16,7 @@
 #   E2E_OUT      where logs and raw outputs are kept         [test-out/]
 #   E2E_RESULTS  file the PASS/FAIL/SKIP lines are appended to []
 #   E2E_KEEP     1 = keep the temp dir (data, logs)          [0]
+#   IRONLUN_EXTRA_ARGS  more `ironlun serve` arguments, split on spaces []
 set -euo pipefail
 
 E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -134,6 +135,8 @@ ironlun_start() {
   port_listening "$port" && { fail "server starts" "port $port already in use by someone else"; return 1; }
   local args=(serve --data-dir "${IRONLUN_DATA:-$WORK/data$n}")
   if [ -n "$config" ]; then args+=(--config "$config"); else args+=(--iscsi-listen "127.0.0.1:$port"); fi
+  # shellcheck disable=SC2206  # IRONLUN_EXTRA_ARGS is a plain word list, e.g. "--allow-sanitize"
+  args+=(${IRONLUN_EXTRA_ARGS:-})
   log "starting $IRONLUN_BIN ${args[*]}"
   RUST_LOG=${RUST_LOG:-info} "$IRONLUN_BIN" "${args[@]}" > "$OUT/ironlun$n.log" 2>&1 &
   SRV_PID=$!

@@ -16,12 +16,14 @@ server_start_default "$PORT" 31 || { e2e_finish; exit 1; }
 grep_out() {  # grep_out NAME SECONDS PATTERN CMD... : CMD succeeds and its output matches the ERE PATTERN
   local name="$1" secs="$2" pat="$3"; shift 3
   local f; f="$OUT/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').out"
-  if ! timeout -k 5 "$secs" "$@" > "$f" 2>&1; then fail "$name" "rc!=0: $(head -c 300 "$f" | tr '\n' ' ')"; return 0; fi
+  local rc=0
+  timeout -k 5 "$secs" "$@" > "$f" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then fail "$name" "rc=$rc$([ "$rc" -ge 124 ] && echo " (timed out after ${secs}s)"): $(head -c 300 "$f" | tr '\n' ' ')"; return 0; fi
   if grep -Eq -- "$pat" "$f"; then pass "$name"; else fail "$name" "output lacks /$pat/: $(head -c 300 "$f" | tr '\n' ' ')"; fi
 }
 
-grep_out "iscsi-ls lists the target and portal" 30 "^Target:$IQN Portal:127\.0\.0\.1:$PORT," iscsi-ls "iscsi://$PORTAL"
-grep_out "iscsi-ls -s shows LUN $LUN as a disk" 30 "^Lun:$LUN +Type:DIRECT_ACCESS \(Size:" iscsi-ls -s "iscsi://$PORTAL"
+grep_out "iscsi-ls lists the target and portal" 20 "^Target:$IQN Portal:127\.0\.0\.1:$PORT," iscsi-ls "iscsi://$PORTAL"
+grep_out "iscsi-ls -s shows LUN $LUN as a disk" 20 "^Lun:$LUN +Type:DIRECT_ACCESS \(Size:" iscsi-ls -s "iscsi://$PORTAL"
 grep_out "iscsi-inq: connected direct-access device" 30 "^Peripheral Device Type:DIRECT_ACCESS" iscsi-inq "$URL"
 grep_out "iscsi-inq: peripheral qualifier connected" 30 "^Peripheral Qualifier:CONNECTED" iscsi-inq "$URL"
 grep_out "iscsi-inq: vendor and product" 30 "^Product:." iscsi-inq "$URL"
