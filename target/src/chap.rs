@@ -121,7 +121,11 @@ impl ChapError {
 /// Decodes a binary value: `0x`/`0X` hex (an odd digit count is allowed)
 /// or `0b`/`0B` base64.
 pub fn decode_binary(s: &str) -> Result<Vec<u8>, &'static str> {
-    let (prefix, body) = s.split_at(s.len().min(2));
+    // `get` (not `split_at`): byte 2 may fall inside a multi-byte character.
+    let (prefix, body) = match (s.get(..2), s.get(2..)) {
+        (Some(p), Some(b)) => (p, b),
+        _ => return Err("binary values start with 0x or 0b"),
+    };
     let out = match prefix {
         "0x" | "0X" => {
             if !body.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -383,6 +387,8 @@ mod tests {
         assert!(decode_binary("1234").is_err());
         assert!(decode_binary("0b!!").is_err());
         assert!(decode_binary("").is_err());
+        assert!(decode_binary("0é00").is_err());
+        assert!(decode_binary("é").is_err());
         assert!(decode_binary(&format!("0x{}", "00".repeat(1025))).is_err());
         assert_eq!(encode_hex(&[0, 0xab]), "0x00ab");
         assert!(ct_eq(b"ab", b"ab") && !ct_eq(b"ab", b"ac") && !ct_eq(b"a", b"ab"));

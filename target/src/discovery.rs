@@ -144,11 +144,11 @@ impl TextExchange {
     pub fn step(&mut self, req: &TextRequest, data: &[u8]) -> (TargetPdu, Bytes) {
         if req.ttt != RESERVED_TAG {
             // Continuation of our response?
-            if let Some(p) = &self.pending {
-                if p.itt == req.itt && p.ttt == req.ttt {
-                    let p = self.pending.take().expect("checked above");
-                    return self.send_part(req, p.rest);
-                }
+            if let Some(p) = self
+                .pending
+                .take_if(|p| p.itt == req.itt && p.ttt == req.ttt)
+            {
+                return self.send_part(req, p.rest);
             }
             // Continuation of the initiator's request?
             if self.request_cont == Some((req.itt, req.ttt)) {
