@@ -44,6 +44,7 @@ use parking_lot::Mutex;
 mod capacity;
 pub mod cdb;
 mod inquiry;
+pub mod mem;
 mod mode;
 mod opcodes;
 mod report_luns;

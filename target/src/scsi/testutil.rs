@@ -1,12 +1,9 @@
 //! Test doubles: an in-memory thin block device and a harness that runs
 //! CDBs through a one-LUN map.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use ironlun_cow::{BlockDevice, BlockError, Durability, Geometry, Provisioning, ProvisioningRun};
-use parking_lot::Mutex;
+pub use super::mem::MemDevice;
 
 use super::{
     CommandOutcome, CommandRequest, LogicalUnit, LuIdentity, LuOptions, LunMap, Nexus, TargetPort,
@@ -15,90 +12,6 @@ use super::{
 pub const NAA: [u8; 16] = [
     0x60, 0x01, 0x40, 0x50, 0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0, 0x11, 0x22, 0x33, 0x44,
 ];
-
-/// 512-byte blocks in memory; tracks which blocks are mapped.
-pub struct MemDevice {
-    data: Mutex<Vec<u8>>,
-    mapped: Mutex<BTreeSet<u64>>,
-    blocks: u64,
-    thin: bool,
-    flushes: AtomicUsize,
-}
-
-impl MemDevice {
-    pub fn new(blocks: u64, thin: bool) -> MemDevice {
-        MemDevice {
-            data: Mutex::new(vec![0; (blocks * 512) as usize]),
-            mapped: Mutex::new(BTreeSet::new()),
-            blocks,
-            thin,
-            flushes: AtomicUsize::new(0),
-        }
-    }
-    pub fn flushes(&self) -> usize {
-        self.flushes.load(Ordering::SeqCst)
-    }
-}
-
-impl BlockDevice for MemDevice {
-    fn geometry(&self) -> Geometry {
-        Geometry {
-            block_size: 512,
-            blocks: self.blocks,
-            thin: self.thin,
-            unmap_granularity_blocks: 1,
-        }
-    }
-    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        let g = self.geometry();
-        let n = g.blocks_in(buf.len())?;
-        g.check_range(lba, n)?;
-        let at = (lba * 512) as usize;
-        buf.copy_from_slice(&self.data.lock()[at..at + buf.len()]);
-        Ok(())
-    }
-    fn write(&self, lba: u64, data: &[u8], _d: Durability) -> Result<(), BlockError> {
-        let g = self.geometry();
-        let n = g.blocks_in(data.len())?;
-        g.check_range(lba, n)?;
-        let at = (lba * 512) as usize;
-        self.data.lock()[at..at + data.len()].copy_from_slice(data);
-        self.mapped.lock().extend(lba..lba + n);
-        Ok(())
-    }
-    fn flush(&self) -> Result<(), BlockError> {
-        self.flushes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
-        self.geometry().check_range(lba, blocks)?;
-        let at = (lba * 512) as usize;
-        self.data.lock()[at..at + (blocks * 512) as usize].fill(0);
-        let mut m = self.mapped.lock();
-        for b in lba..lba + blocks {
-            m.remove(&b);
-        }
-        Ok(())
-    }
-    fn provisioning(&self, lba: u64) -> Result<ProvisioningRun, BlockError> {
-        self.geometry().check_range(lba, 1)?;
-        let m = self.mapped.lock();
-        let state = m.contains(&lba);
-        let mut end = lba + 1;
-        while end < self.blocks && m.contains(&end) == state {
-            end += 1;
-        }
-        Ok(ProvisioningRun {
-            lba,
-            blocks: end - lba,
-            state: if state {
-                Provisioning::Mapped
-            } else {
-                Provisioning::Deallocated
-            },
-        })
-    }
-}
 
 pub struct Harness {
     pub dev: Arc<MemDevice>,
