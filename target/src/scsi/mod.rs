@@ -638,3 +638,177 @@ pub fn encode_lun(lun: u64) -> u64 {
     }
     u64::from_be_bytes(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    const TUR: [u8; 6] = [0, 0, 0, 0, 0, 0];
+
+    #[test]
+    fn new_nexus_sees_no_unit_attention() {
+        let t = Harness::new(64, true);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        assert_eq!(t.run_as(&t.nexus(9), &TUR).status, status::GOOD);
+    }
+
+    #[test]
+    fn lun_reset_reaches_known_nexuses_once() {
+        let t = Harness::new(64, true);
+        let other = t.nexus(2);
+        t.map.register_nexus(&other);
+        assert!(t.map.logical_unit_reset(0, &t.me));
+        assert!(!t.map.logical_unit_reset(3, &t.me));
+        // INQUIRY and REPORT LUNS are not blocked and do not clear it.
+        assert_eq!(t.run(&[0x12, 0, 0, 0, 36, 0]).status, status::GOOD);
+        assert_eq!(
+            t.run(&[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]).status,
+            status::GOOD
+        );
+        assert_sense(&t.run(&TUR), 6, 0x29, 0x03);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        assert_sense(&t.run_as(&other, &TUR), 6, 0x29, 0x03);
+        assert_eq!(t.run_as(&other, &TUR).status, status::GOOD);
+        // A nexus that appears afterwards sees nothing.
+        assert_eq!(t.run_as(&t.nexus(3), &TUR).status, status::GOOD);
+    }
+
+    #[test]
+    fn target_resets_and_nexus_loss() {
+        let t = Harness::new(64, true);
+        t.run(&TUR);
+        t.map.target_reset(ResetKind::TargetWarm, &t.me);
+        assert_sense(&t.run(&TUR), 6, 0x29, 0x02);
+        t.map.target_reset(ResetKind::TargetCold, &t.me);
+        assert_sense(&t.run(&TUR), 6, 0x29, 0x01);
+        t.map.target_reset(ResetKind::TargetCold, &t.me);
+        t.map.nexus_lost(t.me.id);
+        assert_eq!(t.map.get(0).unwrap().pending_unit_attentions(t.me.id), 0);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+    }
+
+    #[test]
+    fn reset_restores_mode_defaults() {
+        let t = Harness::new(64, true);
+        let lu = t.map.get(0).unwrap().clone();
+        lu.state.lock().mode.swp = true;
+        assert!(lu.write_protected());
+        lu.reset(ResetKind::LogicalUnit, &t.me);
+        assert!(!lu.write_protected());
+    }
+
+    #[test]
+    fn luns_and_capacity_changed() {
+        let t = Harness::new(64, true);
+        t.run(&TUR);
+        t.map.notify_luns_changed();
+        // REPORT LUNS clears REPORTED LUNS DATA HAS CHANGED.
+        t.run(&[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        t.map.notify_luns_changed();
+        assert_sense(&t.run(&TUR), 6, 0x3F, 0x0E);
+        t.map.get(0).unwrap().notify_capacity_changed();
+        assert_sense(&t.run(&TUR), 6, 0x2A, 0x09);
+    }
+
+    #[test]
+    fn start_stop_fixed_and_removable() {
+        let t = Harness::new(64, true);
+        // LOEJ on a fixed medium fails; START/STOP alone succeeds.
+        assert_sense(&t.run(&[0x1B, 1, 0, 0, 0x02, 0]), 5, 0x24, 0);
+        assert_eq!(t.run(&[0x1B, 0, 0, 0, 0x00, 0]).status, status::GOOD);
+        assert_eq!(t.run(&[0x1B, 0, 0, 0, 0x01, 0]).status, status::GOOD);
+
+        let t = Harness::with_options(64, true, false, true);
+        assert_eq!(t.run(&[0x12, 0, 0, 0, 36, 0]).data_in[1], 0x80);
+        assert_eq!(t.run(&[0x1B, 1, 0, 0, 0x02, 0]).status, status::GOOD);
+        assert_sense(&t.run(&TUR), 2, 0x3A, 0);
+        assert_sense(
+            &t.run_edtl(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512),
+            2,
+            0x3A,
+            0,
+        );
+        assert_eq!(t.run(&[0x1A, 0x08, 0x3F, 0, 255, 0]).status, status::GOOD);
+        assert_eq!(t.run(&[0x1B, 1, 0, 0, 0x03, 0]).status, status::GOOD);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        // Power conditions do not eject.
+        assert_eq!(t.run(&[0x1B, 1, 0, 0, 0x12, 0]).status, status::GOOD);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        // PREVENT blocks ejection until ALLOW.
+        assert_eq!(t.run(&[0x1E, 0, 0, 0, 1, 0]).status, status::GOOD);
+        assert_sense(&t.run(&[0x1B, 0, 0, 0, 0x02, 0]), 5, 0x53, 0x02);
+        assert_eq!(t.run(&[0x1E, 0, 0, 0, 0, 0]).status, status::GOOD);
+        assert_eq!(t.run(&[0x1B, 0, 0, 0, 0x02, 0]).status, status::GOOD);
+    }
+
+    #[test]
+    fn data_out_lengths() {
+        let t = Harness::new(64, true);
+        let m = &t.map;
+        assert_eq!(
+            m.data_out_len(0, &[0x2A, 0, 0, 0, 0, 0, 0, 0, 4, 0]),
+            Some(2048)
+        );
+        assert_eq!(m.data_out_len(0, &[0x28, 0, 0, 0, 0, 0, 0, 0, 4, 0]), None);
+        assert_eq!(
+            m.data_out_len(0, &[0x2F, 0x02, 0, 0, 0, 0, 0, 0, 2, 0]),
+            Some(1024)
+        );
+        assert_eq!(
+            m.data_out_len(0, &[0x2F, 0x00, 0, 0, 0, 0, 0, 0, 2, 0]),
+            None
+        );
+        assert_eq!(
+            m.data_out_len(0, &[0x41, 0, 0, 0, 0, 0, 0, 0, 9, 0]),
+            Some(512)
+        );
+        assert_eq!(
+            m.data_out_len(0, &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0]),
+            Some(24)
+        );
+        assert_eq!(m.data_out_len(0, &[0x15, 0x10, 0, 0, 28, 0]), Some(28));
+        assert_eq!(m.data_out_len(1, &[0x2A, 0, 0, 0, 0, 0, 0, 0, 4, 0]), None);
+        assert_eq!(m.data_out_len(0, &[]), None);
+    }
+
+    #[test]
+    fn never_panics_on_noise() {
+        // A cheap deterministic stand-in for the cargo-fuzz target.
+        let t = Harness::with_options(64, true, false, true);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let ops = [
+            0x00u8, 0x03, 0x08, 0x0A, 0x12, 0x15, 0x1A, 0x1B, 0x1E, 0x25, 0x28, 0x2A, 0x2E, 0x2F,
+            0x35, 0x41, 0x42, 0x55, 0x5A, 0x88, 0x8A, 0x8E, 0x8F, 0x91, 0x93, 0x9E, 0xA0, 0xA3,
+            0xA8, 0xAA, 0xAE, 0xAF,
+        ];
+        for i in 0..20_000 {
+            let len = (next() % 18) as usize;
+            let mut cdb: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if !cdb.is_empty() && i % 4 != 0 {
+                cdb[0] = ops[(next() % ops.len() as u64) as usize];
+                // Keep lengths small most of the time so commands execute.
+                for b in cdb.iter_mut().skip(2) {
+                    if next() % 3 != 0 {
+                        *b = 0;
+                    }
+                }
+            }
+            let out: Vec<u8> = (0..(next() % 1100)).map(|_| next() as u8).collect();
+            let edtl = (next() % 4096) as u32;
+            let out = &out[..out.len().min(edtl as usize)];
+            let nexus = t.nexus(next() % 3);
+            let _ = t.map.data_out_len(0, &cdb);
+            let o = t.exec(next() % 2, &nexus, &cdb, out, edtl);
+            assert_eq!(o.status == status::GOOD, o.sense.is_none());
+            assert!(o.data_in.len() as u64 <= o.transfer_len as u64);
+        }
+    }
+}
