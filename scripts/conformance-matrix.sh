@@ -107,9 +107,9 @@ suite_cell() {  # suite_cell DIR SUITE -> "p / f / s"
   echo '```sh'
   echo "# ironlun (embedded default config)"
   echo "$IL_CMD"
-  cat "$OUT/ironlun/command.txt" 2>/dev/null || echo "iscsi-test-cu ... $IL_URL"
+  sed "s|$REPO/||g" "$OUT/ironlun/command.txt" 2>/dev/null || echo "iscsi-test-cu ... $IL_URL"
   echo "# tgt: PORTAL=127.0.0.1:$TPORT scripts/peer-tgt.sh start   (LUN 1, 1 GiB file, bstype rdwr)"
-  cat "$OUT/tgt-run/command.txt" 2>/dev/null || true
+  sed "s|$REPO/||g" "$OUT/tgt-run/command.txt" 2>/dev/null || true
   echo '```'
   echo
   echo "iscsi-test-cu runs with \`-t <list>\` where the list is every ALL.<suite> with CompareAndWrite moved last (see the"
