@@ -34,7 +34,7 @@
 //! (the transport truncates to EDTL); a write with less Data-Out than the
 //! CDB describes writes the whole blocks that arrived and returns GOOD.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -191,8 +191,9 @@ pub(crate) struct LuState {
     pub ua: UnitAttentions,
     /// Removable medium loaded (always true for fixed media).
     pub loaded: bool,
-    /// PREVENT ALLOW MEDIUM REMOVAL in force.
-    pub prevent: bool,
+    /// Nexuses with PREVENT ALLOW MEDIUM REMOVAL (PREVENT=1) in force;
+    /// removal is prevented while any is (SBC-3 5.13).
+    pub prevent: HashSet<u64>,
 }
 
 /// A logical unit: a block device plus the SCSI state shared by all nexuses.
@@ -268,7 +269,7 @@ impl LogicalUnit {
                 mode: defaults,
                 ua: UnitAttentions::default(),
                 loaded: true,
-                prevent: false,
+                prevent: HashSet::new(),
             }),
             defaults,
         }
@@ -291,7 +292,9 @@ impl LogicalUnit {
 
     /// Forgets a nexus whose I_T nexus has been lost.
     pub fn nexus_lost(&self, nexus_id: u64) {
-        self.state.lock().ua.remove(nexus_id);
+        let mut st = self.state.lock();
+        st.ua.remove(nexus_id);
+        st.prevent.remove(&nexus_id);
     }
 
     /// A task-management reset reached this logical unit: mode parameters
@@ -303,7 +306,7 @@ impl LogicalUnit {
         let mut st = self.state.lock();
         st.ua.register(issuing.id);
         st.mode = self.defaults;
-        st.prevent = false;
+        st.prevent.clear();
         if kind == ResetKind::TargetCold || kind == ResetKind::PowerOn {
             st.loaded = true;
         }
@@ -405,7 +408,12 @@ impl LogicalUnit {
                     return Err(Sense::invalid_cdb_field(4, Some(1)));
                 }
                 if self.options.removable {
-                    self.state.lock().prevent = prevent == 1;
+                    let mut st = self.state.lock();
+                    if prevent == 1 {
+                        st.prevent.insert(ctx.nexus.id);
+                    } else {
+                        st.prevent.remove(&ctx.nexus.id);
+                    }
                 }
                 Ok(Reply::none())
             }
@@ -442,7 +450,8 @@ impl LogicalUnit {
         }
         if loej {
             let mut st = self.state.lock();
-            if !start && st.prevent {
+            // Neither eject nor load while removal is prevented.
+            if !st.prevent.is_empty() {
                 return Err(Sense::removal_prevented());
             }
             st.loaded = start;
@@ -736,11 +745,21 @@ mod tests {
         // Power conditions do not eject.
         assert_eq!(t.run(&[0x1B, 1, 0, 0, 0x12, 0]).status, status::GOOD);
         assert_eq!(t.run(&TUR).status, status::GOOD);
-        // PREVENT blocks ejection until ALLOW.
+        // PREVENT blocks ejection and loading until ALLOW.
         assert_eq!(t.run(&[0x1E, 0, 0, 0, 1, 0]).status, status::GOOD);
         assert_sense(&t.run(&[0x1B, 0, 0, 0, 0x02, 0]), 5, 0x53, 0x02);
+        let other = t.nexus(2);
+        assert_sense(&t.run_as(&other, &[0x1B, 0, 0, 0, 0x02, 0]), 5, 0x53, 0x02);
         assert_eq!(t.run(&[0x1E, 0, 0, 0, 0, 0]).status, status::GOOD);
         assert_eq!(t.run(&[0x1B, 0, 0, 0, 0x02, 0]).status, status::GOOD);
+        assert_eq!(t.run(&[0x1E, 0, 0, 0, 1, 0]).status, status::GOOD);
+        assert_sense(&t.run(&[0x1B, 0, 0, 0, 0x03, 0]), 5, 0x53, 0x02);
+        // Nexus loss ends that nexus' prevention.
+        t.map.nexus_lost(t.me.id);
+        assert_eq!(
+            t.run_as(&other, &[0x1B, 0, 0, 0, 0x03, 0]).status,
+            status::GOOD
+        );
     }
 
     #[test]
