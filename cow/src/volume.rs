@@ -114,21 +114,34 @@ impl Pool {
             InPlace(u64),
             Redirect { new: u64, src: Option<u64> },
         }
-        let plan = {
-            let mut st = self.state.write();
+        let owned = |st: &crate::pool::State| -> Result<Option<u64>> {
             let vm = st.meta.vol(vol)?;
-            match vm.live.get(&vext) {
+            Ok(match vm.live.get(&vext) {
                 Some(l) if l.pext != TOMBSTONE && vm.newest_snap().is_none_or(|s| l.birth > s) => {
-                    Plan::InPlace(l.pext)
+                    Some(l.pext)
                 }
-                _ => {
-                    let src = st.meta.lookup(vol, vext, LIVE)?;
-                    let new = st.meta.free.min().ok_or(Error::NoSpace)?;
-                    st.meta.free.remove(new);
-                    st.meta.reserved.insert(new);
-                    Plan::Redirect {
-                        new: new as u64,
-                        src,
+                _ => None,
+            })
+        };
+        // Fast path under the shared lock: an extent the head owns alone.
+        let fast = owned(&self.state.read())?;
+        let plan = match fast {
+            Some(pext) => Plan::InPlace(pext),
+            None => {
+                // The stripe lock keeps this extent's mapping stable; only a
+                // snapshot delete can have made it private meanwhile.
+                let mut st = self.state.write();
+                match owned(&st)? {
+                    Some(pext) => Plan::InPlace(pext),
+                    None => {
+                        let src = st.meta.lookup(vol, vext, LIVE)?;
+                        let new = st.meta.free.min().ok_or(Error::NoSpace)?;
+                        st.meta.free.remove(new);
+                        st.meta.reserved.insert(new);
+                        Plan::Redirect {
+                            new: new as u64,
+                            src,
+                        }
                     }
                 }
             }
