@@ -10,11 +10,10 @@
 //!   exact point-in-time image; a deleted one is gone;
 //! - the recovered pool accepts writes and reopens cleanly.
 //!
-//! `IRONLUN_CRASH_POINTS` sets the number of crash points (default 10,000
-//! in an optimized build, `cargo test --release`, about 25 s on 2 busy
-//! cores; 2,500 in a debug build, where one point costs ~12 ms of CPU; the
-//! long mode is 100,000). `IRONLUN_CRASH_SEED` sets the base seed. Runs on
-//! every available core.
+//! `IRONLUN_CRASH_POINTS` sets the number of crash points (default 10,000;
+//! one point costs about 2 ms of CPU in a debug build; the long mode is
+//! 100,000). `IRONLUN_CRASH_SEED` sets the base seed. Runs on every
+//! available core.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -247,11 +246,7 @@ fn power_loss_at_random_points() {
     let points: u64 = std::env::var("IRONLUN_CRASH_POINTS")
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(if cfg!(debug_assertions) {
-            2_500
-        } else {
-            10_000
-        });
+        .unwrap_or(10_000);
     let base: u64 = std::env::var("IRONLUN_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
