@@ -27,7 +27,10 @@
 //! - [`LunMap::logical_unit_reset`] for LOGICAL UNIT RESET and
 //!   [`LunMap::target_reset`] for TARGET WARM / COLD RESET, after the
 //!   tasks concerned have been aborted.
-//! - [`LunMap::notify_luns_changed`] after the LUN map of a target changed.
+//! - [`LunMap::commands_cleared`] after CLEAR TASK SET aborted other
+//!   nexuses' tasks.
+//! - [`LunMap::notify_luns_changed`] after the LUN map of a target changed,
+//!   [`LogicalUnit::notify_capacity_changed`] after a resize.
 //!
 //! Residual rules the emulation follows (those of LIO, which passes
 //! libiscsi's residual tests): Data-In carries everything the CDB asks for
@@ -604,6 +607,18 @@ impl LunMap {
         }
     }
 
+    /// CLEAR TASK SET (or ABORT TASK SET under a shared task set) issued by
+    /// `issuing` aborted tasks of the nexuses in `affected`: each of them
+    /// other than the issuer gets COMMANDS CLEARED BY ANOTHER INITIATOR.
+    pub fn commands_cleared(&self, lun: u64, issuing: &Nexus, affected: &[u64]) {
+        if let Some(lu) = self.get(lun) {
+            let mut st = lu.state.lock();
+            for &id in affected.iter().filter(|&&id| id != issuing.id) {
+                st.ua.push(id, unit_attention::COMMANDS_CLEARED);
+            }
+        }
+    }
+
     /// The set of LUNs changed: REPORTED LUNS DATA HAS CHANGED for every
     /// nexus known to any logical unit.
     pub fn notify_luns_changed(&self) {
@@ -705,6 +720,16 @@ mod tests {
         assert!(lu.write_protected());
         lu.reset(ResetKind::LogicalUnit, &t.me);
         assert!(!lu.write_protected());
+    }
+
+    #[test]
+    fn commands_cleared_by_another_initiator() {
+        let t = Harness::new(64, true);
+        let other = t.nexus(2);
+        t.map.register_nexus(&other);
+        t.map.commands_cleared(0, &t.me, &[1, 2]);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        assert_sense(&t.run_as(&other, &TUR), 6, 0x2F, 0);
     }
 
     #[test]

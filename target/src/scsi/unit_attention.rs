@@ -23,6 +23,8 @@ pub const BUS_DEVICE_RESET: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x03);
 pub const MODE_PARAMETERS_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2A, 0x01);
 /// 6/2A/09 CAPACITY DATA HAS CHANGED.
 pub const CAPACITY_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2A, 0x09);
+/// 6/2F/00 COMMANDS CLEARED BY ANOTHER INITIATOR.
+pub const COMMANDS_CLEARED: Sense = Sense::new(key::UNIT_ATTENTION, 0x2F, 0x00);
 /// 6/3F/0E REPORTED LUNS DATA HAS CHANGED.
 pub const REPORTED_LUNS_CHANGED: Sense = Sense::new(key::UNIT_ATTENTION, 0x3F, 0x0E);
 
@@ -105,6 +107,13 @@ impl UnitAttentions {
             if Some(*id) == except {
                 continue;
             }
+            push(q, sense);
+        }
+    }
+
+    /// Queues `sense` for one tracked nexus.
+    pub fn push(&mut self, nexus: u64, sense: Sense) {
+        if let Some(q) = self.by_nexus.get_mut(&nexus) {
             push(q, sense);
         }
     }
