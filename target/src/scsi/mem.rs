@@ -14,6 +14,7 @@ pub struct MemDevice {
     blocks: u64,
     thin: bool,
     flushes: AtomicUsize,
+    fua_writes: AtomicUsize,
 }
 
 impl MemDevice {
@@ -25,7 +26,12 @@ impl MemDevice {
             blocks,
             thin,
             flushes: AtomicUsize::new(0),
+            fua_writes: AtomicUsize::new(0),
         }
+    }
+    /// How many writes asked for [`Durability::ForceUnitAccess`].
+    pub fn fua_writes(&self) -> usize {
+        self.fua_writes.load(Ordering::SeqCst)
     }
     /// How many times `flush` was called.
     pub fn flushes(&self) -> usize {
@@ -50,7 +56,10 @@ impl BlockDevice for MemDevice {
         buf.copy_from_slice(&self.data.lock()[at..at + buf.len()]);
         Ok(())
     }
-    fn write(&self, lba: u64, data: &[u8], _d: Durability) -> Result<(), BlockError> {
+    fn write(&self, lba: u64, data: &[u8], d: Durability) -> Result<(), BlockError> {
+        if d == Durability::ForceUnitAccess {
+            self.fua_writes.fetch_add(1, Ordering::SeqCst);
+        }
         let g = self.geometry();
         let n = g.blocks_in(data.len())?;
         g.check_range(lba, n)?;

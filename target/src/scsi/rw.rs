@@ -474,6 +474,18 @@ mod tests {
     }
 
     #[test]
+    fn fua_and_write_cache() {
+        let t = Harness::new(64, true);
+        t.run_out(&rw10(0x2A, 0, 0, 1), &[1; 512], 512);
+        assert_eq!(t.dev.fua_writes(), 0);
+        t.run_out(&rw10(0x2A, 0x08, 0, 1), &[1; 512], 512);
+        assert_eq!(t.dev.fua_writes(), 1);
+        t.map.get(0).unwrap().state.lock().mode.wce = false;
+        t.run_out(&rw10(0x2A, 0, 0, 1), &[1; 512], 512);
+        assert_eq!(t.dev.fua_writes(), 2);
+    }
+
+    #[test]
     fn sync_cache() {
         let t = Harness::new(64, true);
         let o = t.run_edtl(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0);
