@@ -91,12 +91,19 @@ fn write_err(e: ironlun_cow::BlockError) -> Sense {
     Sense::from_block_error(&e, true)
 }
 
-fn durability(ctx: &Ctx<'_>, fua: bool) -> Durability {
-    if fua || !ctx.lu.mode().wce {
+/// Refuses writes to a protected unit; otherwise the durability a write
+/// needs (FUA, or WCE=0: every write forced to stable storage). One look at
+/// the mode state serves both.
+fn writable(ctx: &Ctx<'_>, fua: bool) -> Result<Durability, Sense> {
+    let mode = ctx.lu.mode();
+    if mode.swp || ctx.lu.options.read_only || ctx.lu.device.read_only() {
+        return Err(Sense::write_protected());
+    }
+    Ok(if fua || !mode.wce {
         Durability::ForceUnitAccess
     } else {
         Durability::Cached
-    }
+    })
 }
 
 fn read(ctx: &Ctx<'_>, width: Width, lba: u64, blocks: u32) -> ScsiResult {
@@ -121,9 +128,7 @@ fn write(ctx: &Ctx<'_>, width: Width, lba: u64, blocks: u32, fua: bool) -> ScsiR
     let g = ctx.lu.device.geometry();
     check_range(&g, lba, blocks as u64)?;
     let bytes = check_transfer(&g, width, blocks)?;
-    if ctx.lu.write_protected() {
-        return Err(Sense::write_protected());
-    }
+    let durability = writable(ctx, fua)?;
     let bs = g.block_size as usize;
     // Write the whole blocks that arrived (EDTL may be below the CDB's
     // transfer length; data beyond it is not ours to write).
@@ -131,7 +136,7 @@ fn write(ctx: &Ctx<'_>, width: Width, lba: u64, blocks: u32, fua: bool) -> ScsiR
     if arrived > 0 {
         ctx.lu
             .device
-            .write(lba, &ctx.req.data_out[..arrived], durability(ctx, fua))
+            .write(lba, &ctx.req.data_out[..arrived], durability)
             .map_err(write_err)?;
     }
     Ok(Reply::data_out(bytes as u32))
