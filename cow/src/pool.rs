@@ -780,6 +780,40 @@ impl Pool {
         self.state.read().meta.check()
     }
 
+    /// Maps the first `extents` virtual extents of `volume` that are not
+    /// mapped yet to free physical extents without writing any data, then
+    /// checkpoints. For benchmarks that need large populated maps: the
+    /// blocks read back whatever those extents hold.
+    #[doc(hidden)]
+    pub fn bench_populate(&self, volume: &str, extents: u64) -> Result<()> {
+        self.check_writable()?;
+        {
+            let mut st = self.state.write();
+            let id = match st.meta.names.get(volume) {
+                Some(Named::Volume(id)) => *id,
+                _ => return Err(Error::NotFound(volume.to_string())),
+            };
+            let n = extents.min(st.meta.extents_of(st.meta.vol(id)?.size));
+            for vext in 0..n {
+                if st.meta.vol(id)?.live.contains_key(&vext) {
+                    continue;
+                }
+                let pext = st.meta.free.min().ok_or(Error::NoSpace)? as u64;
+                let birth = st.meta.gen;
+                st.meta.apply(
+                    &Record::Map {
+                        vol: id,
+                        vext,
+                        pext,
+                        birth,
+                    },
+                    false,
+                )?;
+            }
+        }
+        self.checkpoint()
+    }
+
     /// Same as [`Pool::commit`]: makes everything written so far durable.
     pub fn flush(&self) -> Result<()> {
         self.commit()
