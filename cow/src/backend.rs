@@ -2,16 +2,24 @@
 //! durability barrier, behind a small trait so tests can swap in the
 //! power-loss simulator ([`crate::sim::SimBackend`]).
 //!
-//! [`FileBackend`] is the real one: `pread`/`pwrite` on a file or block
-//! device, `fdatasync` as the barrier, and an exclusive `flock` so a second
-//! process cannot open the same pool.
+//! [`FileBackend`] is the real one. It uses io_uring (one small ring per
+//! thread, crate `io-uring`) and, where the file system allows, a second
+//! descriptor opened with `O_DIRECT` for 4 KiB-aligned transfers; when
+//! io_uring is not available it falls back to `pread`/`pwrite`. The choice
+//! is made once per process and logged once; `IRONLUN_COW_IO=pread|uring|direct`
+//! forces one. Durability is `fdatasync` either way, and an exclusive
+//! `flock` keeps a second process off the pool.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::OnceLock;
+
+use io_uring::{opcode, types, IoUring};
 
 use crate::error::{Error, Result};
 
@@ -38,18 +46,157 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// A pool file or block device, read and written with `pread`/`pwrite`.
+/// How a [`FileBackend`] moves data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// `pread`/`pwrite` through the page cache.
+    Pread,
+    /// io_uring reads and writes through the page cache.
+    Uring,
+    /// io_uring, with `O_DIRECT` for 4 KiB-aligned transfers (falls back to
+    /// [`IoMode::Uring`] per file where `O_DIRECT` cannot be opened).
+    UringDirect,
+}
+
+impl IoMode {
+    /// The mode for this process: `IRONLUN_COW_IO` if set, else io_uring
+    /// with `O_DIRECT` when a ring can be created, else `pread`. Decided once
+    /// and logged once.
+    pub fn detect() -> IoMode {
+        static MODE: OnceLock<IoMode> = OnceLock::new();
+        *MODE.get_or_init(|| {
+            let forced = std::env::var("IRONLUN_COW_IO").ok();
+            let wanted = match forced.as_deref() {
+                Some("pread") => IoMode::Pread,
+                Some("uring") => IoMode::Uring,
+                _ => IoMode::UringDirect,
+            };
+            let mode = if wanted != IoMode::Pread {
+                match IoUring::new(4) {
+                    Ok(_) => wanted,
+                    Err(e) => {
+                        tracing::warn!(
+                            "cow data I/O: io_uring unavailable ({e}); using pread/pwrite"
+                        );
+                        return IoMode::Pread;
+                    }
+                }
+            } else {
+                wanted
+            };
+            tracing::info!(?mode, "cow data I/O backend");
+            mode
+        })
+    }
+}
+
+/// How long a busy pool lock is retried before [`Error::Locked`].
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(2000);
+
+/// Alignment (and size granularity) of `O_DIRECT` transfers.
+const DIRECT_ALIGN: usize = 4096;
+
+thread_local! {
+    static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
+}
+
+/// One read or write through this thread's ring; returns bytes moved.
+fn uring_rw(fd: i32, ptr: *mut u8, len: usize, offset: u64, write: bool) -> io::Result<usize> {
+    RING.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let ring = match slot.as_mut() {
+            Some(r) => r,
+            None => slot.insert(IoUring::new(4)?),
+        };
+        let len32 = u32::try_from(len).unwrap_or(!(DIRECT_ALIGN as u32 - 1));
+        let entry = if write {
+            opcode::Write::new(types::Fd(fd), ptr, len32)
+                .offset(offset)
+                .build()
+        } else {
+            opcode::Read::new(types::Fd(fd), ptr, len32)
+                .offset(offset)
+                .build()
+        };
+        // SAFETY: the buffer outlives the operation: we wait for its
+        // completion below before returning, and the ring is only used by
+        // this thread.
+        unsafe {
+            ring.submission()
+                .push(&entry)
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        }
+        loop {
+            match ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let cqe = ring
+            .completion()
+            .next()
+            .ok_or_else(|| io::Error::other("io_uring completion missing"))?;
+        let res = cqe.result();
+        if res < 0 {
+            Err(io::Error::from_raw_os_error(-res))
+        } else {
+            Ok(res as usize)
+        }
+    })
+}
+
+/// A heap buffer aligned for `O_DIRECT`.
+struct AlignedBuf {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> io::Result<AlignedBuf> {
+        let layout = std::alloc::Layout::from_size_align(len.max(1), DIRECT_ALIGN)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "aligned buffer"));
+        }
+        Ok(AlignedBuf { ptr, layout })
+    }
+
+    fn as_mut_slice(&mut self, len: usize) -> &mut [u8] {
+        // SAFETY: ptr is valid for layout.size() >= len bytes, owned by self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, len.min(self.layout.size())) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+/// A pool file or block device (see the module docs for the I/O engines).
 pub struct FileBackend {
     file: File,
+    /// The same file opened with `O_DIRECT`, when the mode asks for it and
+    /// the file system allows it.
+    direct: Option<File>,
+    mode: IoMode,
     path: PathBuf,
 }
 
-static BACKEND_CHOICE: Once = Once::new();
-
 impl FileBackend {
-    /// Opens (with `create`, creates) the file and takes an exclusive,
-    /// non-blocking `flock`. A second holder gets [`Error::Locked`].
+    /// Opens (with `create`, creates) the file with the process's I/O mode
+    /// ([`IoMode::detect`]) and takes an exclusive, non-blocking `flock`.
+    /// A second holder gets [`Error::Locked`].
     pub fn open(path: &Path, create: bool) -> Result<FileBackend> {
+        FileBackend::open_with(path, create, IoMode::detect())
+    }
+
+    /// Like [`FileBackend::open`] with an explicit I/O mode.
+    pub fn open_with(path: &Path, create: bool, mode: IoMode) -> Result<FileBackend> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -63,24 +210,46 @@ impl FileBackend {
                     Error::Io(e)
                 }
             })?;
-        // SAFETY: flock on a valid descriptor has no memory effects.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        // A process killed with SIGKILL can hold the lock a moment after it
+        // is reaped (the kernel tears its io_uring down asynchronously), so
+        // a busy lock is retried briefly before it is reported.
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            // SAFETY: flock on a valid descriptor has no memory effects.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
             let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(Error::Io(err));
+            }
+            if std::time::Instant::now() >= deadline {
                 return Err(Error::Locked {
                     path: path.to_path_buf(),
                 });
             }
-            return Err(Error::Io(err));
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        BACKEND_CHOICE.call_once(|| {
-            tracing::info!(
-                "cow data I/O: pread/pwrite backend (io_uring backend not built in this version)"
-            );
-        });
+        let direct = match mode {
+            IoMode::UringDirect => match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)
+            {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::debug!("cow: O_DIRECT not available on {}: {e}", path.display());
+                    None
+                }
+            },
+            _ => None,
+        };
         Ok(FileBackend {
             file,
+            direct,
+            mode,
             path: path.to_path_buf(),
         })
     }
@@ -89,17 +258,89 @@ impl FileBackend {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The I/O engine in use for this file.
+    pub fn mode(&self) -> IoMode {
+        match (self.mode, &self.direct) {
+            (IoMode::UringDirect, None) => IoMode::Uring,
+            (m, _) => m,
+        }
+    }
+
+    /// The descriptor for a transfer: the `O_DIRECT` one when offset and
+    /// length are aligned.
+    fn direct_fd(&self, len: usize, offset: u64) -> Option<i32> {
+        let d = self.direct.as_ref()?;
+        (len.is_multiple_of(DIRECT_ALIGN) && offset.is_multiple_of(DIRECT_ALIGN as u64) && len > 0)
+            .then(|| d.as_raw_fd())
+    }
+
+    fn uring_all(
+        &self,
+        fd: i32,
+        ptr: *mut u8,
+        len: usize,
+        offset: u64,
+        write: bool,
+    ) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < len {
+            // SAFETY: ptr..ptr+len is the caller's buffer; done < len.
+            let p = unsafe { ptr.add(done) };
+            let n = uring_rw(fd, p, len - done, offset + done as u64, write)?;
+            if n == 0 {
+                return Err(if write {
+                    io::Error::new(io::ErrorKind::WriteZero, "short write")
+                } else {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of pool")
+                });
+            }
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 impl Backend for FileBackend {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+        if self.mode == IoMode::Pread {
+            return self.file.read_exact_at(buf, offset);
+        }
+        let len = buf.len();
+        if let Some(fd) = self.direct_fd(len, offset) {
+            if (buf.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN) {
+                return self.uring_all(fd, buf.as_mut_ptr(), len, offset, false);
+            }
+            let mut bounce = AlignedBuf::new(len)?;
+            self.uring_all(fd, bounce.ptr, len, offset, false)?;
+            buf.copy_from_slice(bounce.as_mut_slice(len));
+            return Ok(());
+        }
+        self.uring_all(self.file.as_raw_fd(), buf.as_mut_ptr(), len, offset, false)
     }
 
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(data, offset)
+        if self.mode == IoMode::Pread {
+            return self.file.write_all_at(data, offset);
+        }
+        let len = data.len();
+        if let Some(fd) = self.direct_fd(len, offset) {
+            if (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN) {
+                return self.uring_all(fd, data.as_ptr() as *mut u8, len, offset, true);
+            }
+            let mut bounce = AlignedBuf::new(len)?;
+            bounce.as_mut_slice(len).copy_from_slice(data);
+            return self.uring_all(fd, bounce.ptr, len, offset, true);
+        }
+        // The kernel only reads from the buffer for a write.
+        self.uring_all(
+            self.file.as_raw_fd(),
+            data.as_ptr() as *mut u8,
+            len,
+            offset,
+            true,
+        )
     }
-
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }

@@ -168,3 +168,46 @@ fn concurrent_writers_to_one_extent_after_snapshot() {
     drop((v, pool));
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn every_io_engine_reads_what_the_others_wrote() {
+    use ironlun_cow::backend::{FileBackend, IoMode};
+    use ironlun_cow::PoolOptions;
+    let modes = [IoMode::Pread, IoMode::Uring, IoMode::UringDirect];
+    for (i, &mode) in modes.iter().enumerate() {
+        let path = temp(&format!("engine-{i}.pool"));
+        let backend = FileBackend::open_with(&path, true, mode).unwrap();
+        eprintln!("{mode:?} -> {:?}", backend.mode());
+        let opts = PoolOptions {
+            size: 16 << 20,
+            extent_size: 64 << 10,
+            ..PoolOptions::default()
+        };
+        let pool = Pool::create_on(Box::new(backend), Some(path.clone()), &opts).unwrap();
+        let v = pool.create_volume("v", 1 << 20).unwrap();
+        v.write(1, &pattern(7, 512), Durability::Cached).unwrap();
+        v.write(128, &pattern(8, 64 << 10), Durability::ForceUnitAccess)
+            .unwrap();
+        v.snapshot("s").unwrap();
+        v.write(130, &pattern(9, 4096), Durability::Cached).unwrap();
+        drop((v, pool));
+        // Reopen with the next engine.
+        let next = modes[(i + 1) % modes.len()];
+        let backend = FileBackend::open_with(&path, false, next).unwrap();
+        let pool = Pool::open_on(Box::new(backend), Some(path.clone()), false).unwrap();
+        let v = pool.volume("v").unwrap();
+        let s = pool.snapshot("s").unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        v.read(128, &mut buf).unwrap();
+        let mut want = pattern(8, 64 << 10);
+        want[1024..1024 + 4096].copy_from_slice(&pattern(9, 4096));
+        assert_eq!(buf, want, "{mode:?} then {next:?}");
+        s.read(128, &mut buf).unwrap();
+        assert_eq!(buf, pattern(8, 64 << 10));
+        v.read(1, &mut buf[..512]).unwrap();
+        assert_eq!(&buf[..512], &pattern(7, 512)[..]);
+        assert!(pool.check().is_clean());
+        drop((v, s, pool));
+        std::fs::remove_file(&path).unwrap();
+    }
+}
