@@ -20,7 +20,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -73,6 +73,8 @@ pub(crate) struct State {
 }
 
 struct CommitState {
+    /// Highest commit request number a finished commit covers.
+    covered: u64,
     sb: Superblock,
     /// Bytes of the journal region used in the current epoch.
     tail: u64,
@@ -88,6 +90,8 @@ pub struct Pool {
     read_only: bool,
     pub(crate) state: RwLock<State>,
     commit: Mutex<CommitState>,
+    /// Commit requests made so far (for group commit).
+    commit_requests: AtomicU64,
     /// Data I/O holds this shared; returning freed extents to the allocator
     /// takes it exclusively, so no read or write still in flight can touch
     /// an extent after it is reused.
@@ -336,7 +340,9 @@ impl Pool {
                 journal: Vec::new(),
                 epoch: sb.seq,
             }),
+            commit_requests: AtomicU64::new(0),
             commit: Mutex::new(CommitState {
+                covered: 0,
                 sb,
                 tail: pos as u64,
             }),
@@ -410,7 +416,14 @@ impl Pool {
         if self.read_only {
             return Ok(());
         }
+        // Group commit: a commit that took the journal after this call
+        // began covers everything this caller completed before calling.
+        let ticket = self.commit_requests.fetch_add(1, Ordering::AcqRel) + 1;
         let mut cs = self.commit.lock();
+        if cs.covered >= ticket {
+            return self.check_usable();
+        }
+        let covers = self.commit_requests.load(Ordering::Acquire);
         let (batch, mut freeing) = {
             let mut st = self.state.write();
             (
@@ -433,6 +446,7 @@ impl Pool {
             cs.tail += batch.len() as u64;
             Ok(())
         })();
+        cs.covered = covers;
         if let Err(e) = result {
             self.failed.store(true, Ordering::Release);
             tracing::error!("cow pool: commit failed, pool is now failed: {e}");
@@ -473,7 +487,10 @@ impl Pool {
     fn checkpoint_locked(&self, cs: &mut CommitState) -> Result<RoaringBitmap> {
         let next_seq = cs.sb.seq + 1;
         let (blob, freeing, last_seq) = {
-            let mut st = self.state.write();
+            // Encode under an upgradable read: reads and in-place writes go
+            // on meanwhile; nothing can change the metadata until the
+            // upgrade, so the blob and the journal cut agree.
+            let st = self.state.upgradable_read();
             let blob = st.meta.encode_checkpoint();
             if blob.len() as u64 > self.layout.ckpt_len {
                 return Err(Error::MetadataFull {
@@ -481,6 +498,7 @@ impl Pool {
                     area: self.layout.ckpt_len,
                 });
             }
+            let mut st = parking_lot::RwLockUpgradableReadGuard::upgrade(st);
             st.journal.clear();
             st.epoch = next_seq;
             let freeing = std::mem::take(&mut st.meta.pending_free);

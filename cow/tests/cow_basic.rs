@@ -211,3 +211,60 @@ fn every_io_engine_reads_what_the_others_wrote() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+#[test]
+fn concurrent_fua_writers_and_snapshots_survive_reopen() {
+    let path = temp("d.pool");
+    {
+        let pool = Pool::create(&path, 64 << 20, 16 << 10).unwrap();
+        let v = pool.create_volume("v", 8 << 20).unwrap();
+        let snapper = {
+            let v = v.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    v.snapshot(&format!("s{i}")).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            })
+        };
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let v = v.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        let lba = (t * 50 + i) * 37 % 16384;
+                        let d = if i % 3 == 0 {
+                            Durability::ForceUnitAccess
+                        } else {
+                            Durability::Cached
+                        };
+                        v.write(lba, &[(t * 50 + i) as u8 | 1; 512], d).unwrap();
+                    }
+                    v.flush().unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        snapper.join().unwrap();
+        assert!(pool.check().is_clean());
+    }
+    let pool = Pool::open(&path).unwrap();
+    let v = pool.volume("v").unwrap();
+    let mut buf = [0u8; 512];
+    for t in 0..4u64 {
+        for i in 0..50u64 {
+            let lba = (t * 50 + i) * 37 % 16384;
+            v.read(lba, &mut buf).unwrap();
+            assert!(
+                buf.iter().all(|&b| b == (t * 50 + i) as u8 | 1),
+                "lba {lba}"
+            );
+        }
+    }
+    assert_eq!(pool.snapshots().len(), 10);
+    assert!(pool.check().is_clean());
+    drop((v, pool));
+    std::fs::remove_file(&path).unwrap();
+}
