@@ -1,11 +1,19 @@
 //! `ironlun`: the daemon (`ironlun serve`) and the offline CLI.
 
+mod config;
 mod offline;
+mod serve;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ironlun", version, about = "A userspace iSCSI target with a copy-on-write extent store")]
+#[command(
+    name = "ironlun",
+    version,
+    about = "A userspace iSCSI target with a copy-on-write extent store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,15 +22,40 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the configured (or the embedded default) LUNs over iSCSI.
-    Serve,
+    Serve(ServeArgs),
     #[command(flatten)]
     Offline(offline::OfflineCommand),
+}
+
+/// Options of `ironlun serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; without it an embedded default is served
+    /// (one 1 GiB thin LUN 0 of iqn.2026-11.org.ironlun:default on 127.0.0.1:3260).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where LUN data lives (overrides the config's data_dir; default ./ironlun-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// iSCSI portal(s) to listen on, replacing every target's portals.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub iscsi_listen: Vec<String>,
+    /// Allow SANITIZE on every LUN (it erases the LUN).
+    #[arg(long)]
+    pub allow_sanitize: bool,
+    /// A connection must finish its login within this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub login_timeout_secs: u64,
+    /// Ping an idle initiator (NOP-In) after this many seconds, and drop a
+    /// connection that does not answer within as many again.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub nop_interval_secs: u64,
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Serve => 0,
+        Command::Serve(args) => serve::run(args),
         Command::Offline(cmd) => match offline::run(cmd) {
             Ok(code) => code,
             Err(e) => {

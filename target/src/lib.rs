@@ -19,6 +19,8 @@
 //! - [`negotiation`]: RFC 7143 operational keys (list / min / max / and /
 //!   or / declarative semantics) and the resulting `SessionParams`.
 //! - [`chap`]: CHAP (MD5), one-way and mutual, as the authenticator.
+//! - [`server`]: listening portals, the login phase of each connection,
+//!   the session table (reinstatement), orderly shutdown.
 //! - [`discovery`]: Text Requests in full feature phase: SendTargets,
 //!   split responses, FFP key answers.
 //!
@@ -32,5 +34,6 @@ pub mod login;
 pub mod negotiation;
 pub mod pdu;
 pub mod scsi;
+pub mod server;
 pub mod session;
 pub mod text;

@@ -77,7 +77,7 @@ pub struct TransportParams {
 
 /// Answers text requests in the full feature phase (SendTargets and
 /// friends). Implemented with the discovery module.
-pub trait TextResponder: Send {
+pub trait TextResponder: Send + Sync {
     /// Handles one Text Request; returns the Text Response header and data.
     fn respond(&mut self, req: &pdu::TextRequest, data: &[u8]) -> (TargetPdu, Bytes);
 }
@@ -219,12 +219,12 @@ where
                 }
             }
         }
-        let header = match tokio::time::timeout(ctx.settings.pdu_timeout, reader.read_header()).await
-        {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => break end_of(e),
-            Err(_) => break FfpEnd::Dropped("PDU header incomplete".into()),
-        };
+        let header =
+            match tokio::time::timeout(ctx.settings.pdu_timeout, reader.read_header()).await {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => break end_of(e),
+                Err(_) => break FfpEnd::Dropped("PDU header incomplete".into()),
+            };
         // Any PDU from the initiator shows it is alive.
         state.ping = None;
         let step = tokio::time::timeout(
@@ -426,7 +426,9 @@ impl Reader {
             }
             InitiatorPdu::Login(_) => {
                 self.reject(RejectReason::ProtocolError, &header);
-                Ok(Some(FfpEnd::Dropped("login PDU in full feature phase".into())))
+                Ok(Some(FfpEnd::Dropped(
+                    "login PDU in full feature phase".into(),
+                )))
             }
         }
     }
@@ -473,7 +475,8 @@ impl Reader {
             self.reject(RejectReason::ProtocolError, &header);
             return Ok(None);
         };
-        if self.collecting.contains_key(&cmd.itt) || self.tasks.running.lock().contains_key(&cmd.itt)
+        if self.collecting.contains_key(&cmd.itt)
+            || self.tasks.running.lock().contains_key(&cmd.itt)
         {
             reader.skip_data(header.data_len).await?;
             self.reject(RejectReason::TaskInProgress, &header);
@@ -523,7 +526,9 @@ impl Reader {
         let immediate = header.data_len;
         let keep = immediate.min(wanted);
         if keep > 0 {
-            reader.read_data_into_partial(&mut buf[..keep], immediate).await?;
+            reader
+                .read_data_into_partial(&mut buf[..keep], immediate)
+                .await?;
         } else if immediate > 0 {
             reader.skip_data(immediate).await?;
         }
@@ -532,6 +537,10 @@ impl Reader {
         } else {
             immediate.min(edtl)
         };
+        let mut next_datasn = HashMap::new();
+        if unsolicited_end > immediate {
+            next_datasn.insert(RESERVED_TAG, 0);
+        }
         let mut c = Collecting {
             cmd,
             lun,
@@ -540,7 +549,7 @@ impl Reader {
             requested: unsolicited_end.min(wanted),
             outstanding_r2t: 0,
             next_r2tsn: 0,
-            next_datasn: HashMap::new(),
+            next_datasn,
             unsolicited_end,
         };
         if c.received >= wanted && c.requested >= wanted {
@@ -610,14 +619,15 @@ impl Reader {
             self.reject(RejectReason::ProtocolError, &header);
             return Ok(Some(FfpEnd::Dropped("Data-Out beyond EDTL".into())));
         }
-        if d.ttt == RESERVED_TAG {
-            if offset.saturating_add(len) > c.unsolicited_end {
-                self.reject(RejectReason::ProtocolError, &header);
-                return Ok(Some(FfpEnd::Dropped(
-                    "unsolicited Data-Out beyond FirstBurstLength".into(),
-                )));
-            }
-        } else if let Some(next) = c.next_datasn.get_mut(&d.ttt) {
+        if d.ttt == RESERVED_TAG && offset.saturating_add(len) > c.unsolicited_end {
+            self.reject(RejectReason::ProtocolError, &header);
+            return Ok(Some(FfpEnd::Dropped(
+                "unsolicited Data-Out beyond FirstBurstLength".into(),
+            )));
+        }
+        // DataSN runs from 0 within each sequence: the unsolicited one
+        // (TTT 0xffffffff) and one per R2T.
+        if let Some(next) = c.next_datasn.get_mut(&d.ttt) {
             if d.datasn != *next {
                 warn!(session = %ctx.label, itt = d.itt, got = d.datasn, want = *next,
                     "Data-Out with a wrong DataSN; closing the connection");
@@ -910,7 +920,8 @@ fn response_pdus(
         data.truncate(edtl as usize);
     }
     let mut pdus = Vec::new();
-    let collapse = outcome.status == scsi::status::GOOD && outcome.sense.is_none() && !data.is_empty();
+    let collapse =
+        outcome.status == scsi::status::GOOD && outcome.sense.is_none() && !data.is_empty();
     if !data.is_empty() {
         let seg = params.max_xmit_dsl.max(512) as usize;
         let burst = params.max_burst_length.max(seg as u32) as usize;

@@ -1,0 +1,279 @@
+//! `ironlun serve`: builds LUNs and targets from the configuration, listens,
+//! and shuts down cleanly on SIGINT / SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use ironlun_cow::{BlockDevice, FileDevice, FileDeviceOptions};
+use ironlun_target::login::{ChapPolicy, TargetLoginInfo};
+use ironlun_target::scsi::{LogicalUnit, LuIdentity, LuOptions, LunMap};
+use ironlun_target::server::{Server, ServerSettings, TargetEntry};
+use tracing::{error, info};
+
+use crate::config::{parse_size, Config, TargetConfig};
+use crate::ServeArgs;
+
+/// Runs the server; returns the process exit code.
+pub fn run(args: ServeArgs) -> i32 {
+    init_logging();
+    match serve(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("ironlun: {e:#}");
+            1
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONLUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded_default(),
+    };
+    let source = args
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the embedded default".into());
+    if !args.iscsi_listen.is_empty() {
+        for (i, p) in args.iscsi_listen.iter().enumerate() {
+            p.parse::<SocketAddr>().map_err(|_| {
+                anyhow!("--iscsi-listen[{i}]: {p:?} is not ADDR:PORT (IPv6 as [::1]:3260)")
+            })?;
+        }
+        for t in &mut cfg.targets {
+            t.portals = args.iscsi_listen.clone();
+        }
+    }
+    for t in &mut cfg.targets {
+        if t.portals.is_empty() {
+            t.portals = vec![crate::config::DEFAULT_PORTAL.to_string()];
+        }
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(cfg.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./ironlun-data"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    info!(config = %source, data_dir = %data_dir.display(), "starting ironlun");
+
+    let mut entries = Vec::new();
+    let mut portals: Vec<SocketAddr> = Vec::new();
+    for t in &cfg.targets {
+        let (entry, tportals) = build_target(t, &data_dir, args.allow_sanitize)?;
+        for p in tportals {
+            if !portals.contains(&p) {
+                portals.push(p);
+            }
+        }
+        entries.push(entry);
+    }
+
+    let discovery_chap = cfg.discovery_chap.as_ref().map(|c| ChapPolicy {
+        user: c.user.clone(),
+        secret: c.secret.as_bytes().to_vec(),
+        mutual: None,
+    });
+    let login_timeout = args.login_timeout_secs;
+    let nop_interval = args.nop_interval_secs;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ironlun")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut listeners = Vec::new();
+        for p in &portals {
+            let l = tokio::net::TcpListener::bind(p).await.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    anyhow!("portal {p}: the address is already in use (is another target running? use --iscsi-listen ADDR:PORT)")
+                } else {
+                    anyhow!("portal {p}: cannot listen: {e}")
+                }
+            })?;
+            info!(portal = %p, "listening for iSCSI");
+            listeners.push(l);
+        }
+        let mut settings = ServerSettings {
+            discovery_chap: discovery_chap.clone(),
+            ..ServerSettings::default()
+        };
+        settings.login_timeout = Some(Duration::from_secs(login_timeout.max(1)));
+        settings.ffp.nop_interval = Duration::from_secs(nop_interval.max(1));
+        settings.ffp.nop_timeout = Duration::from_secs(nop_interval.max(1));
+        let server = Server::new(entries, settings);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let serving = tokio::spawn(server.clone().serve(listeners, stop_rx));
+        wait_for_signal().await;
+        info!("signal received: stopping");
+        let _ = stop_tx.send(true);
+        let _ = serving.await;
+        for map in server.lun_maps() {
+            for lun in map.luns().collect::<Vec<_>>() {
+                if let Some(lu) = map.get(lun) {
+                    if let Err(e) = lu.device.flush() {
+                        error!(lun, error = %e, "flush at shutdown failed");
+                    }
+                }
+            }
+        }
+        info!("stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn build_target(
+    t: &TargetConfig,
+    data_dir: &Path,
+    allow_sanitize: bool,
+) -> anyhow::Result<(TargetEntry, Vec<SocketAddr>)> {
+    let portals: Vec<SocketAddr> = t
+        .portals
+        .iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|_| anyhow!("portal {p:?} is not ADDR:PORT"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut map = LunMap::new();
+    for l in &t.luns {
+        let size = l
+            .size
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| anyhow!(e))?;
+        let (path, create) = match &l.path {
+            Some(p) => (p.clone(), false),
+            None => (
+                data_dir.join(format!("{}-lun{}.img", file_stem(&t.iqn), l.id)),
+                true,
+            ),
+        };
+        let dev = FileDevice::open(
+            &path,
+            &FileDeviceOptions {
+                block_size: l.block_size,
+                size,
+                create,
+                read_only: l.read_only,
+            },
+        )
+        .with_context(|| format!("target {} LUN {}", t.iqn, l.id))?;
+        let g = dev.geometry();
+        info!(target = %t.iqn, lun = l.id, path = %path.display(),
+            bytes = g.blocks * g.block_size as u64, block_size = g.block_size, thin = g.thin,
+            read_only = l.read_only, "serving LUN");
+        let device: Arc<dyn BlockDevice> = Arc::new(dev);
+        let lu = LogicalUnit::new(
+            device,
+            identity(&t.iqn, l.id),
+            LuOptions {
+                read_only: l.read_only,
+                removable: l.removable,
+                allow_sanitize,
+            },
+        );
+        map.insert(l.id, Arc::new(lu));
+    }
+    let chap = t.chap.as_ref().map(|c| ChapPolicy {
+        user: c.user.clone(),
+        secret: c.secret.as_bytes().to_vec(),
+        mutual: t
+            .mutual_chap
+            .as_ref()
+            .map(|m| (m.user.clone(), m.secret.as_bytes().to_vec())),
+    });
+    let login = TargetLoginInfo {
+        name: t.iqn.clone(),
+        alias: t.alias.clone(),
+        portal_group_tag: t.tpgt,
+        portals: portals.clone(),
+        allowed_initiators: t.allowed_initiators.clone(),
+        chap,
+    };
+    Ok((
+        TargetEntry {
+            login,
+            luns: Arc::new(map),
+        },
+        portals,
+    ))
+}
+
+/// A file-name-safe form of a target name.
+fn file_stem(iqn: &str) -> String {
+    let tail = iqn.rsplit(':').next().unwrap_or(iqn);
+    tail.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// FNV-1a, 64 bits: a hash that never changes between builds, so LU
+/// identifiers stay stable across restarts and upgrades.
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The identity of LUN `lun` of target `iqn`: derived from the names only,
+/// so it survives restarts and is the same on every path.
+fn identity(iqn: &str, lun: u64) -> LuIdentity {
+    let key = format!("{iqn}/lun/{lun}");
+    let a = fnv1a(key.as_bytes());
+    let b = fnv1a(format!("{key}/ext").as_bytes());
+    let mut naa = [0u8; 16];
+    // NAA 6 (IEEE Registered Extended): 4-bit NAA, 24-bit OUI, 36-bit id,
+    // then a 64-bit extension. ironlun has no IEEE OUI of its own; the OUI
+    // field holds a fixed value that no LUN identity of ours ever changes.
+    let high = (6u64 << 60) | (0x3c_4f1du64 << 36) | (a & 0xf_ffff_ffff);
+    naa[..8].copy_from_slice(&high.to_be_bytes());
+    naa[8..].copy_from_slice(&b.to_be_bytes());
+    LuIdentity {
+        vendor: "IRONLUN".into(),
+        product: "VIRTUAL-DISK".into(),
+        revision: "0001".into(),
+        serial: format!("{a:016x}"),
+        naa,
+    }
+}
