@@ -125,7 +125,9 @@ for s in "${SUITES[@]}"; do
   np=$(grep -c '^PASS:' "$r" || true); nf=$(grep -c '^FAIL:' "$r" || true); ns=$(grep -c '^SKIP:' "$r" || true)
   cat "$r" >> "$RESULTS"
   P=$((P + np)); F=$((F + nf)); S=$((S + ns))
-  if [ "$rc" != 0 ] && [ "$nf" = 0 ]; then
+  if ! grep -q "^RESULT $s:" "$OUTDIR/$s.log"; then
+    verdict FAIL "e2e $s" "aborted (exit status $rc) before its RESULT line; its remaining checks did not run"; nf=$((nf + 1))
+  elif [ "$rc" != 0 ] && [ "$nf" = 0 ]; then
     verdict FAIL "e2e $s" "exit status $rc without a failing check (timeout after ${TMO[$s]}s?)"; nf=1
   elif [ "$rc" = 0 ] && [ "$np" = 0 ]; then
     verdict FAIL "e2e $s" "ran no check"; nf=1
