@@ -491,6 +491,69 @@ mod tests {
     }
 
     #[test]
+    fn file_device_end_to_end() {
+        use std::sync::Arc;
+
+        use ironlun_cow::{FileDevice, FileDeviceOptions};
+
+        use super::super::{LogicalUnit, LuIdentity, LuOptions, LunMap};
+
+        let path = std::env::temp_dir().join(format!("ironlun-scsi-rw-{}.img", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let dev = FileDevice::open(
+            &path,
+            &FileDeviceOptions {
+                block_size: 512,
+                size: Some(1 << 20),
+                create: true,
+                read_only: false,
+            },
+        )
+        .unwrap();
+        let lu = LogicalUnit::new(
+            Arc::new(dev),
+            LuIdentity {
+                vendor: "IRONLUN".into(),
+                product: "file".into(),
+                revision: "0001".into(),
+                serial: "f".into(),
+                naa: NAA,
+            },
+            LuOptions::default(),
+        );
+        let mut t = Harness::new(1, true);
+        t.map = LunMap::new();
+        t.map.insert(0, Arc::new(lu));
+        // FUA write, read back, SYNCHRONIZE CACHE(16).
+        let o = t.run_out(&rw10(0x2A, 0x08, 16, 16), &[0xA5; 8192], 8192);
+        assert_eq!(o.status, 0);
+        let o = t.run_edtl(&rw10(0x28, 0, 16, 16), 8192);
+        assert!(o.data_in.iter().all(|&b| b == 0xA5));
+        let o = t.run_edtl(&[0x91, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0);
+        assert_eq!(o.status, 0);
+        // GET LBA STATUS sees the written extent as mapped.
+        let mut gls = vec![0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0x01, 0, 0, 0];
+        let o = t.run_edtl(&gls, 256);
+        assert_eq!((o.status, o.data_in[8 + 12]), (0, 0));
+        // UNMAP it: reads zeros and reports deallocated.
+        let mut p = vec![0, 22, 0, 16, 0, 0, 0, 0];
+        p.extend_from_slice(&16u64.to_be_bytes());
+        p.extend_from_slice(&16u32.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        let o = t.run_out(&[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &p, 24);
+        assert_eq!(o.status, 0);
+        let o = t.run_edtl(&rw10(0x28, 0, 16, 16), 8192);
+        assert!(o.data_in.iter().all(|&b| b == 0));
+        gls[9] = 16;
+        let o = t.run_edtl(&gls, 256);
+        assert_eq!((o.status, o.data_in[8 + 12]), (0, 1));
+        // Beyond the end.
+        let o = t.run_edtl(&rw10(0x28, 0, 2048, 1), 512);
+        assert_sense(&o, 5, 0x21, 0);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn sync_cache() {
         let t = Harness::new(64, true);
         let o = t.run_edtl(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0);
