@@ -629,10 +629,27 @@ impl Reader {
         // (TTT 0xffffffff) and one per R2T.
         if let Some(next) = c.next_datasn.get_mut(&d.ttt) {
             if d.datasn != *next {
+                // End this task only: ABORTED COMMAND / DATA PHASE ERROR.
+                // Further Data-Out for it is discarded as unknown.
                 warn!(session = %ctx.label, itt = d.itt, got = d.datasn, want = *next,
-                    "Data-Out with a wrong DataSN; closing the connection");
-                self.reject(RejectReason::ProtocolError, &header);
-                return Ok(Some(FfpEnd::Dropped("DataSN out of order".into())));
+                    "Data-Out with a wrong DataSN; ending the command");
+                reader.skip_data(len).await?;
+                let target = ctx.target.clone().expect("collecting implies a target");
+                let cdb = self
+                    .collecting_ext
+                    .remove(&d.itt)
+                    .unwrap_or_else(|| c.cmd.cdb.to_vec());
+                let Collecting { cmd, lun, .. } = c;
+                self.finish(
+                    &target,
+                    ctx,
+                    cmd,
+                    lun,
+                    cdb,
+                    BytesMut::new(),
+                    Some(data_phase_error_outcome()),
+                );
+                return Ok(None);
             }
             *next = next.wrapping_add(1);
         } else {
@@ -891,6 +908,17 @@ fn too_large_outcome() -> CommandOutcome {
         // ILLEGAL REQUEST / INVALID FIELD IN CDB.
         sense: Some(vec![
             0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0x00, 0, 0, 0, 0,
+        ]),
+        ..Default::default()
+    }
+}
+
+fn data_phase_error_outcome() -> CommandOutcome {
+    CommandOutcome {
+        status: scsi::status::CHECK_CONDITION,
+        // ABORTED COMMAND / DATA PHASE ERROR.
+        sense: Some(vec![
+            0x70, 0, 0x0b, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x4b, 0x00, 0, 0, 0, 0,
         ]),
         ..Default::default()
     }
