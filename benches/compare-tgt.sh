@@ -122,18 +122,19 @@ run_fio() {  # run_fio TEST NAME RW BS
   RES["$t|$n"]=$(awk -F';' -v w="$([[ $rw == *write* ]] && echo 1 || echo 0)" -v c=$((c1 - c0)) -v hz="$HZ" -v rt="$RUNTIME" \
     'NF > 50 { bw = w ? $48 : $7; io = w ? $49 : $8; printf "%d %d %.2f", io, bw * 1024 / 1e6, c / hz / (rt + 2) }' "$f")
 }
-for n in "${NAMES[@]}"; do
-  if [[ " $TOOLS " == *" iscsi-perf "* ]]; then
-    log "$n: iscsi-perf 4k random read QD32"; run_perf "iscsi-perf 4k randread QD32" "$n" -m 32 -b 8 -r
-    log "$n: iscsi-perf 128k sequential read QD32"; run_perf "iscsi-perf 128k read QD32" "$n" -m 32 -b 256
-  fi
-  if [ -n "$FIO" ]; then
-    for spec in "randread 4k" "randwrite 4k" "read 128k" "write 128k"; do
-      read -r rw bs <<< "$spec"
-      log "$n: fio libiscsi $rw $bs QD32"; run_fio "fio $bs $rw QD32" "$n" "$rw" "$bs"
-    done
-  fi
-done
+# one test at a time on every target in turn, so that a change in the machine's load hits all alike
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if [[ " $TOOLS " == *" iscsi-perf "* ]]; then
+  for n in "${NAMES[@]}"; do log "$n: iscsi-perf 4k random read QD32"; run_perf "iscsi-perf 4k randread QD32" "$n" -m 32 -b 8 -r; done
+  for n in "${NAMES[@]}"; do log "$n: iscsi-perf 128k sequential read QD32"; run_perf "iscsi-perf 128k read QD32" "$n" -m 32 -b 256; done
+fi
+if [ -n "$FIO" ]; then
+  for spec in "randread 4k" "randwrite 4k" "read 128k" "write 128k"; do
+    read -r rw bs <<< "$spec"
+    for n in "${NAMES[@]}"; do log "$n: fio libiscsi $rw $bs QD32"; run_fio "fio $bs $rw QD32" "$n" "$rw" "$bs"; done
+  done
+fi
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 for k in "${!RES[@]}"; do t=${k%|*}; [[ " ${TESTS[*]} " == *" $t "* ]] || TESTS+=("$t"); done
 mapfile -t TESTS < <(printf '%s\n' "${TESTS[@]}" | sort)
 
@@ -143,6 +144,7 @@ if [ -n "$FIO" ]; then fio_ver="$("$FIO" --version) with the libiscsi engine"; f
 {
   echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r); runtime ${RUNTIME}s per job, LUNs of $SIZE, backing files on $(df -P "$OUT" | awk 'NR==2 {print $1}')."
   echo "ironlun $("$IRONLUN_BIN" --version 2>/dev/null || echo '?') ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')); tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); fio: $fio_ver."
+  echo "Load average before / after: $LOAD_BEFORE / $LOAD_AFTER (anything well above 0 means other work shared the 2 cores)."
   echo "Figures: IOPS / MB/s (server CPU in cores). ratio = ironlun / the better tgt LUN (by IOPS)."
   echo
   echo "| test | ironlun | tgt rdwr (LUN 1) | tgt aio (LUN 2) | ratio |"
