@@ -84,6 +84,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- server log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -224,6 +231,9 @@ impl Conn {
             ("SessionType", "Normal"),
             ("AuthMethod", "None"),
         ];
+        let (hd, dd) = (self.header_digest, self.data_digest);
+        self.header_digest = false;
+        self.data_digest = false;
         let r = self.login_step(Stage::Security, Stage::Operational, &keys);
         assert_eq!(
             (r.h.word36 >> 24) & 0xff,
@@ -232,14 +242,8 @@ impl Conn {
             parse_text(&r.data)
         );
         keys = vec![
-            (
-                "HeaderDigest",
-                if self.header_digest { "CRC32C" } else { "None" },
-            ),
-            (
-                "DataDigest",
-                if self.data_digest { "CRC32C" } else { "None" },
-            ),
+            ("HeaderDigest", if hd { "CRC32C" } else { "None" }),
+            ("DataDigest", if dd { "CRC32C" } else { "None" }),
             ("ErrorRecoveryLevel", "0"),
             ("MaxRecvDataSegmentLength", "262144"),
             ("InitialR2T", "No"),
@@ -248,9 +252,6 @@ impl Conn {
             ("FirstBurstLength", "262144"),
         ];
         keys.extend_from_slice(extra);
-        let (hd, dd) = (self.header_digest, self.data_digest);
-        self.header_digest = false;
-        self.data_digest = false;
         let r = self.login_step(Stage::Operational, Stage::FullFeature, &keys);
         self.header_digest = hd;
         self.data_digest = dd;
