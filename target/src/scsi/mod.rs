@@ -16,6 +16,15 @@
 //! - [`unit_attention`]: per-nexus unit attention queues and resets.
 //! - `inquiry`, `capacity`, `rw`, `mode`, `report_luns`, `request_sense`,
 //!   `opcodes`: one module per command family (decode → execute → reply).
+//! - [`mem`]: an in-memory [`BlockDevice`] for tests and fuzzing.
+//!
+//! Commands: TEST UNIT READY, INQUIRY (standard; VPD 00h, 80h, 83h, B0h,
+//! B1h, B2h), REQUEST SENSE, REPORT LUNS, REPORT SUPPORTED OPERATION CODES,
+//! MODE SENSE / MODE SELECT (6, 10), START STOP UNIT, PREVENT ALLOW MEDIUM
+//! REMOVAL, READ CAPACITY (10, 16), READ / WRITE (6, 10, 12, 16), WRITE AND
+//! VERIFY / VERIFY (10, 12, 16), SYNCHRONIZE CACHE (10, 16), WRITE SAME
+//! (10, 16), UNMAP, GET LBA STATUS. Anything else: INVALID COMMAND
+//! OPERATION CODE.
 //!
 //! ## What the transport calls
 //! - [`LunMap::data_out_len`] to know how much Data-Out to solicit, then
@@ -33,9 +42,12 @@
 //!   [`LogicalUnit::notify_capacity_changed`] after a resize.
 //!
 //! Residual rules the emulation follows (those of LIO, which passes
-//! libiscsi's residual tests): Data-In carries everything the CDB asks for
-//! (the transport truncates to EDTL); a write with less Data-Out than the
-//! CDB describes writes the whole blocks that arrived and returns GOOD.
+//! libiscsi's residual tests): `transfer_len` is always what the CDB
+//! describes; Data-In holds at most that (a READ reads only the whole
+//! blocks covering EDTL; the transport truncates to EDTL); a write with
+//! less Data-Out than the CDB describes writes the whole blocks that
+//! arrived and returns GOOD; a CHECK CONDITION moves nothing
+//! (`transfer_len` 0).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
