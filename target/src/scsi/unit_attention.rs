@@ -55,6 +55,10 @@ impl ResetKind {
 
 /// At most this many conditions are kept per nexus.
 const MAX_QUEUED: usize = 16;
+/// Beyond this many tracked nexuses, idle ones (nothing pending) are
+/// forgotten: a safety net should nexus loss go unreported. A forgotten
+/// live nexus is tracked again by its next command.
+const MAX_TRACKED: usize = 4096;
 
 /// Pending unit attentions of one logical unit, by nexus id.
 #[derive(Debug, Default)]
@@ -65,6 +69,9 @@ pub struct UnitAttentions {
 impl UnitAttentions {
     /// Starts tracking a nexus (no condition pending).
     pub fn register(&mut self, nexus: u64) {
+        if self.by_nexus.len() >= MAX_TRACKED && !self.by_nexus.contains_key(&nexus) {
+            self.by_nexus.retain(|_, q| !q.is_empty());
+        }
         self.by_nexus.entry(nexus).or_default();
     }
 
@@ -164,6 +171,18 @@ mod tests {
         // A nexus registered after the reset sees nothing.
         ua.register(3);
         assert_eq!(ua.take(3), None);
+    }
+
+    #[test]
+    fn idle_nexuses_are_pruned_beyond_the_limit() {
+        let mut ua = UnitAttentions::default();
+        ua.register(0);
+        ua.reset(ResetKind::LogicalUnit);
+        for id in 1..=MAX_TRACKED as u64 {
+            ua.register(id);
+        }
+        assert!(ua.knows(0), "a nexus with a pending condition is kept");
+        assert!(ua.by_nexus.len() <= MAX_TRACKED);
     }
 
     #[test]
