@@ -334,7 +334,7 @@ impl Volume {
                 out.insert(*vext as u32);
             }
         }
-        for (death, vext, _) in vm.dead_by_death.range((gen + 1, 0, 0)..) {
+        for (death, vext, _) in vm.dead_by_death.range((gen.saturating_add(1), 0, 0)..) {
             let _ = death;
             out.insert(*vext as u32);
         }
