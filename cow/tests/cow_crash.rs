@@ -1,5 +1,6 @@
 //! Simulated power loss. Each crash point runs a seeded random workload
-//! (cached and FUA writes, flushes, unmaps, snapshot create/delete) on the
+//! (cached and FUA writes, flushes, unmaps, snapshot create/delete, clone
+//! create/write/delete) on the
 //! in-memory [`SimBackend`], cuts the power at a seeded I/O point, builds a
 //! crash image (all synced writes plus a random, reordered, possibly torn
 //! subset of the rest), reopens the pool from it and checks:
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ironlun_cow::sim::{SimBackend, SplitMix};
-use ironlun_cow::{BlockDevice, Durability, Pool, PoolOptions};
+use ironlun_cow::{BlockDevice, Durability, Error, Pool, PoolOptions};
 
 const BS: usize = 512;
 const VOL_BLOCKS: u64 = 64; // 8 extents of 4 KiB
@@ -63,10 +64,20 @@ impl BlockModel {
 
 struct SnapModel {
     name: String,
+    vol: String,
     image: Vec<Option<u32>>,
     /// False when the create or delete call failed at the crash: the
     /// snapshot may or may not exist, but if it does its image is exact.
     certain: bool,
+}
+
+struct VolModel {
+    name: String,
+    blocks: Vec<BlockModel>,
+    /// False when its create or delete call failed at the crash.
+    certain: bool,
+    /// For a clone, its origin snapshot.
+    origin: Option<String>,
 }
 
 fn options() -> PoolOptions {
@@ -86,34 +97,44 @@ fn read_all(dev: &dyn BlockDevice) -> Result<Vec<Option<u32>>, String> {
         .collect()
 }
 
+fn all_durable(vols: &mut [VolModel]) {
+    for v in vols.iter_mut() {
+        for b in v.blocks.iter_mut() {
+            b.durable = b.latest();
+            b.pending.clear();
+        }
+    }
+}
+
 /// One crash point; returns a description of the first violation.
 fn crash_point(seed: u64) -> Result<(), String> {
     let mut rng = SplitMix(seed);
     let sim = SimBackend::new(0);
     let pool =
         Pool::create_on(Box::new(sim.clone()), None, &options()).map_err(|e| e.to_string())?;
-    let vol = pool
-        .create_volume("v", VOL_BLOCKS * BS as u64)
+    pool.create_volume("v", VOL_BLOCKS * BS as u64)
         .map_err(|e| e.to_string())?;
     let start = sim.points();
-    sim.crash_at(start + rng.below(160));
+    sim.crash_at(start + rng.below(200));
 
-    let mut blocks = vec![BlockModel::default(); VOL_BLOCKS as usize];
+    let mut vols = vec![VolModel {
+        name: "v".into(),
+        blocks: vec![BlockModel::default(); VOL_BLOCKS as usize],
+        certain: true,
+        origin: None,
+    }];
     let mut snaps: Vec<SnapModel> = Vec::new();
     let mut tag = 1u32;
-    let mut next_snap = 0;
-    let all_durable = |blocks: &mut Vec<BlockModel>| {
-        for b in blocks.iter_mut() {
-            b.durable = b.latest();
-            b.pending.clear();
-        }
-    };
+    let mut next_name = 0;
     for _ in 0..OPS {
         let dice = rng.below(100);
         let lba = rng.below(VOL_BLOCKS);
         let n = 1 + rng.below((VOL_BLOCKS - lba).min(16));
-        let ok = if dice < 65 {
-            let fua = dice >= 55;
+        let vi = rng.below(vols.len() as u64) as usize;
+        let vname = vols[vi].name.clone();
+        let vol = pool.volume(&vname).map_err(|e| e.to_string())?;
+        let ok = if dice < 60 {
+            let fua = dice >= 50;
             let mut data = Vec::new();
             for b in lba..lba + n {
                 data.extend(block(b, tag));
@@ -125,7 +146,7 @@ fn crash_point(seed: u64) -> Result<(), String> {
             };
             let ok = vol.write(lba, &data, d).is_ok();
             for b in lba..lba + n {
-                let m = &mut blocks[b as usize];
+                let m = &mut vols[vi].blocks[b as usize];
                 if ok && fua {
                     m.durable = Some(tag);
                     m.pending.clear();
@@ -135,13 +156,13 @@ fn crash_point(seed: u64) -> Result<(), String> {
             }
             tag += 1;
             ok
-        } else if dice < 73 {
+        } else if dice < 67 {
             let ok = vol.flush().is_ok();
             if ok {
-                all_durable(&mut blocks);
+                all_durable(&mut vols);
             }
             ok
-        } else if dice < 83 {
+        } else if dice < 76 {
             // Half the unmaps cover whole extents.
             let (lba, n) = if rng.below(2) == 0 {
                 (lba / 8 * 8, 8)
@@ -150,35 +171,91 @@ fn crash_point(seed: u64) -> Result<(), String> {
             };
             let ok = vol.unmap(lba, n).is_ok();
             for b in lba..lba + n {
-                blocks[b as usize].pending.push(None);
+                vols[vi].blocks[b as usize].pending.push(None);
             }
             ok
-        } else if dice < 93 {
-            let name = format!("s{next_snap}");
-            next_snap += 1;
-            let image: Vec<Option<u32>> = blocks.iter().map(BlockModel::latest).collect();
+        } else if dice < 85 {
+            let name = format!("s{next_name}");
+            next_name += 1;
+            let image: Vec<Option<u32>> = vols[vi].blocks.iter().map(BlockModel::latest).collect();
             let ok = vol.snapshot(&name).is_ok();
             if ok {
-                all_durable(&mut blocks);
+                all_durable(&mut vols);
             }
             snaps.push(SnapModel {
                 name,
+                vol: vname,
                 image,
                 certain: ok,
             });
             ok
-        } else {
+        } else if dice < 91 {
             if snaps.is_empty() {
                 continue;
             }
             let i = rng.below(snaps.len() as u64) as usize;
-            let ok = pool.delete_snapshot(&snaps[i].name).is_ok();
-            if ok {
-                snaps.remove(i);
-            } else {
-                snaps[i].certain = false;
+            match pool.delete_snapshot(&snaps[i].name) {
+                Ok(()) => {
+                    snaps.remove(i);
+                    all_durable(&mut vols);
+                    true
+                }
+                Err(Error::Busy(_)) => true,
+                Err(_) => {
+                    snaps[i].certain = false;
+                    false
+                }
             }
+        } else if dice < 96 {
+            let Some(s) = snaps
+                .iter()
+                .filter(|s| s.certain)
+                .nth(rng.below(4) as usize)
+            else {
+                continue;
+            };
+            let name = format!("c{next_name}");
+            next_name += 1;
+            let origin = s.name.clone();
+            let image = s.image.clone();
+            let ok = pool.create_clone(&origin, &name).is_ok();
+            if ok {
+                all_durable(&mut vols);
+            }
+            vols.push(VolModel {
+                name,
+                blocks: image
+                    .into_iter()
+                    .map(|v| BlockModel {
+                        durable: v,
+                        pending: Vec::new(),
+                    })
+                    .collect(),
+                certain: ok,
+                origin: Some(origin),
+            });
             ok
+        } else {
+            // Delete a clone (never the first volume).
+            if vi == 0 {
+                continue;
+            }
+            match pool.delete_volume(&vname) {
+                Ok(()) => {
+                    vols.remove(vi);
+                    snaps.retain(|s| s.vol != vname);
+                    all_durable(&mut vols);
+                    true
+                }
+                Err(Error::Busy(_)) => true,
+                Err(_) => {
+                    vols[vi].certain = false;
+                    for s in snaps.iter_mut().filter(|s| s.vol == vname) {
+                        s.certain = false;
+                    }
+                    false
+                }
+            }
         };
         if !ok {
             break;
@@ -186,7 +263,6 @@ fn crash_point(seed: u64) -> Result<(), String> {
     }
     sim.crash_now();
     let image = sim.crash_image(seed ^ 0xc0ff_ee00);
-    drop(vol);
     drop(pool);
 
     let sim2 = SimBackend::from_image(image);
@@ -196,14 +272,28 @@ fn crash_point(seed: u64) -> Result<(), String> {
     if !report.is_clean() {
         return Err(format!("check after recovery: {}", report.summary()));
     }
-    let vol = pool.volume("v").map_err(|e| e.to_string())?;
-    let got = read_all(&vol)?;
-    for (lba, (g, m)) in got.iter().zip(&blocks).enumerate() {
-        if !m.allows(*g) {
-            return Err(format!(
-                "block {lba} reads {g:?}; durable {:?}, later writes {:?}",
-                m.durable, m.pending
-            ));
+    for v in &vols {
+        let vol = match pool.volume(&v.name) {
+            Ok(vol) => vol,
+            Err(e) if v.certain => return Err(format!("volume {} missing: {e}", v.name)),
+            Err(_) => continue,
+        };
+        let got = read_all(&vol)?;
+        for (lba, (g, m)) in got.iter().zip(&v.blocks).enumerate() {
+            if !m.allows(*g) {
+                return Err(format!(
+                    "{} block {lba} reads {g:?}; durable {:?}, later writes {:?}",
+                    v.name, m.durable, m.pending
+                ));
+            }
+        }
+        if let (Some(origin), Some(info)) = (
+            &v.origin,
+            pool.volumes().into_iter().find(|i| i.name == v.name),
+        ) {
+            if info.origin.as_deref() != Some(origin.as_str()) {
+                return Err(format!("clone {} lost its origin", v.name));
+            }
         }
     }
     for s in &snaps {
@@ -218,13 +308,20 @@ fn crash_point(seed: u64) -> Result<(), String> {
             Err(_) => {}
         }
     }
-    let known: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
+    let known_snaps: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
     for info in pool.snapshots() {
-        if !known.contains(&info.name.as_str()) {
+        if !known_snaps.contains(&info.name.as_str()) {
             return Err(format!("deleted snapshot {} came back", info.name));
         }
     }
+    let known_vols: Vec<&str> = vols.iter().map(|v| v.name.as_str()).collect();
+    for info in pool.volumes() {
+        if !known_vols.contains(&info.name.as_str()) {
+            return Err(format!("deleted volume {} came back", info.name));
+        }
+    }
     // The recovered pool must take new writes and reopen cleanly.
+    let vol = pool.volume("v").map_err(|e| e.to_string())?;
     vol.write(3, &block(3, 999_999), Durability::ForceUnitAccess)
         .map_err(|e| format!("write after recovery: {e}"))?;
     drop(vol);
