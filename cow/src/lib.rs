@@ -14,7 +14,7 @@
 //!   (in-place vs redirect-on-write) and their [`BlockDevice`] impls.
 //! - [`meta`]: the metadata state, how each journal record changes it, the
 //!   sharing rule (birth/death generations), and the invariant check.
-//! - [`format`]: the on-disk encoding: superblock, journal records,
+//! - [`format`](mod@format): the on-disk encoding: superblock, journal records,
 //!   checkpoint (documented byte by byte in `cow/FORMAT.md`).
 //! - [`backend`]: the I/O trait under a pool and the real `pread`/`pwrite`
 //!   file backend (with the pool lock).
@@ -26,18 +26,47 @@
 //! use std::sync::Arc;
 //! use ironlun_cow::{BlockDevice, Pool};
 //! # fn main() -> Result<(), ironlun_cow::Error> {
-//! // Opens ./ironlun-data/pool.img, or creates a sparse 16 GiB pool there.
-//! let pool = Pool::open_or_create("ironlun-data/pool.img", 16 << 30)?;
-//! // A 1 GiB thin volume (created on first use).
+//! // Opens ./ironlun-data/pool.img, or creates a sparse 16 GiB pool there
+//! // (64 KiB extents, 512-byte blocks; parent directories are created).
+//! let pool: Arc<Pool> = Pool::open_or_create("ironlun-data/pool.img", 16 << 30)?;
+//! // A 1 GiB thin volume, created on first use.
 //! let lun0: Arc<dyn BlockDevice> = pool.open_or_create_volume("lun0", 1 << 30)?;
-//! // A snapshot, then the same snapshot served read-only.
+//! // A snapshot (O(1), durable on return), then served read-only.
 //! pool.create_snapshot("lun0", "lun0-before-upgrade")?;
 //! let snap: Arc<dyn BlockDevice> = pool.snapshot_device("lun0-before-upgrade")?;
-//! # let _ = (lun0, snap); Ok(()) }
+//! // Any volume or snapshot by name.
+//! let any: Arc<dyn BlockDevice> = pool.device("lun0")?;
+//! # let _ = (lun0, snap, any); Ok(()) }
 //! ```
-//! The pool file is locked (`flock`) while a `Pool` is open: a second
-//! process gets [`Error::Locked`]. Dropping the last `Arc<Pool>` (and its
-//! volume handles) writes a checkpoint.
+//! Exact signatures:
+//! - `Pool::open_or_create(path: impl AsRef<Path>, size: u64) -> Result<Arc<Pool>, Error>`
+//! - `Pool::open(path) -> Result<Arc<Pool>, Error>`,
+//!   `Pool::create(path, size: u64, extent_size: u32) -> Result<Arc<Pool>, Error>`
+//! - `Pool::open_or_create_volume(self: &Arc<Pool>, name: &str, size: u64) -> Result<Arc<dyn BlockDevice>, Error>`
+//! - `Pool::snapshot_device(self: &Arc<Pool>, name: &str) -> Result<Arc<dyn BlockDevice>, Error>`
+//! - `Pool::device(self: &Arc<Pool>, name: &str) -> Result<Arc<dyn BlockDevice>, Error>`
+//! - `Pool::volume(self: &Arc<Pool>, name: &str) -> Result<Volume, Error>` (a
+//!   [`Volume`] is a cheap `Clone` handle that implements [`BlockDevice`]
+//!   and adds `snapshot(name)` and `changed_since(generation)`)
+//! - `Pool::create_snapshot(self: &Arc<Pool>, volume: &str, name: &str) -> Result<Snapshot, Error>`,
+//!   `Pool::create_clone(self: &Arc<Pool>, snapshot: &str, name: &str) -> Result<Volume, Error>`,
+//!   `Pool::delete_volume(&self, name: &str)`, `Pool::delete_snapshot(&self, name: &str)`
+//!
+//! Names are one namespace per pool (volumes and snapshots together).
+//!
+//! ## Guarantees
+//! - Handles are `Send + Sync`; reads and writes from many threads run
+//!   concurrently (no lock is held across data I/O; two writes into one
+//!   extent serialise on a per-extent stripe lock).
+//! - A write is durable when a `ForceUnitAccess` write or a `flush` issued
+//!   after it has returned (concurrent FUAs and flushes share one commit).
+//!   Snapshot, clone and delete are durable on return.
+//! - The pool file is locked (`flock`) while a `Pool` is open: a second
+//!   process gets [`Error::Locked`]. Dropping the last `Arc<Pool>` (and its
+//!   handles) commits and writes a checkpoint.
+//! - Data I/O: io_uring with `O_DIRECT` for aligned transfers, else
+//!   buffered io_uring, else `pread`/`pwrite`; `IRONLUN_COW_IO=pread|uring|direct`
+//!   overrides (see [`backend`]).
 //!
 //! This crate knows nothing of iSCSI or CIM.
 
