@@ -181,7 +181,10 @@ impl Pool {
         let path = path.as_ref();
         let backend = FileBackend::open(path, true)?;
         if backend.len()? > 0 && !backend.path().starts_with("/dev/") {
-            return Err(Error::Exists(path.display().to_string()));
+            return Err(Error::Invalid(format!(
+                "{} already exists and is not empty; refusing to overwrite it",
+                path.display()
+            )));
         }
         Pool::create_on(Box::new(backend), Some(path.to_path_buf()), opts)
     }
