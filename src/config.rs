@@ -4,6 +4,12 @@
 //! ```toml
 //! data_dir = "./ironlun-data"          # optional; --data-dir overrides
 //!
+//! [[pool]]                               # copy-on-write extent pools
+//! name = "default"
+//! path = "pool.img"                      # relative to data_dir; a file or block device
+//! size = "64G"                           # created sparse when missing
+//! extent_size = "64K"                    # optional, fixed at creation
+//!
 //! [[target]]
 //! iqn = "iqn.2026-11.org.ironlun:default"
 //! alias = "default"                      # optional
@@ -14,8 +20,11 @@
 //!
 //! [[target.lun]]
 //! id = 0
-//! size = "1G"            # created sparse under data_dir when `path` is absent
-//! path = "/srv/lun0.img" # optional: an existing file or block device
+//! size = "1G"            # a thin volume in a pool, created on first start
+//! pool = "default"       # optional (default: "default", made under data_dir if not configured)
+//! volume = "lun0"        # optional (default: <target suffix>-lun<id>)
+//! snapshot = "lun0-s1"   # optional: serve this snapshot instead, read-only
+//! path = "/srv/lun0.img" # optional: serve a plain file or block device instead of a pool volume
 //! block_size = 512       # optional: 512 or 4096
 //! read_only = false      # optional
 //! removable = false      # optional
@@ -34,9 +43,28 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<PoolConfig>,
     /// CHAP required on discovery sessions.
     pub discovery_chap: Option<ChapConfig>,
 }
+
+/// One copy-on-write extent pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    /// Relative paths are under the data directory.
+    pub path: PathBuf,
+    /// Size when the pool is created.
+    pub size: Option<String>,
+    pub extent_size: Option<String>,
+}
+
+/// Name of the pool LUNs use when they name none.
+pub const DEFAULT_POOL: &str = "default";
+/// Size of the implicit default pool (sparse: only written extents take space).
+pub const DEFAULT_POOL_SIZE: u64 = 16 << 30;
 
 /// One iSCSI target.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +103,9 @@ pub struct LunConfig {
     pub id: u64,
     pub size: Option<String>,
     pub path: Option<PathBuf>,
+    pub pool: Option<String>,
+    pub volume: Option<String>,
+    pub snapshot: Option<String>,
     #[serde(default = "default_block_size")]
     pub block_size: u32,
     #[serde(default)]
@@ -107,6 +138,7 @@ impl Config {
         Config {
             data_dir: None,
             discovery_chap: None,
+            pools: Vec::new(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_IQN.to_string(),
                 alias: Some("ironlun default".to_string()),
@@ -119,6 +151,9 @@ impl Config {
                     id: 0,
                     size: Some("1G".to_string()),
                     path: None,
+                    pool: None,
+                    volume: None,
+                    snapshot: None,
                     block_size: 512,
                     read_only: false,
                     removable: false,
@@ -162,6 +197,28 @@ impl Config {
         };
         if self.targets.is_empty() {
             return Err(err("target".into(), "no target is configured".into()));
+        }
+        let mut pool_names = HashSet::new();
+        for (pi, p) in self.pools.iter().enumerate() {
+            let f = |name: &str| format!("pool[{pi}].{name}");
+            if p.name.is_empty() || !pool_names.insert(p.name.clone()) {
+                return Err(err(
+                    f("name"),
+                    format!("{:?} is empty or configured twice", p.name),
+                ));
+            }
+            if let Some(sz) = &p.size {
+                parse_size(sz).map_err(|e| err(f("size"), e))?;
+            }
+            if let Some(es) = &p.extent_size {
+                let n = parse_size(es).map_err(|e| err(f("extent_size"), e))?;
+                if !n.is_power_of_two() || !(4096..=(64 << 20)).contains(&n) {
+                    return Err(err(
+                        f("extent_size"),
+                        format!("{es} is not a power of two from 4K to 64M"),
+                    ));
+                }
+            }
         }
         let mut iqns = HashSet::new();
         for (ti, t) in self.targets.iter().enumerate() {
@@ -220,9 +277,31 @@ impl Config {
                         format!("{} is not 512 or 4096", l.block_size),
                     ));
                 }
+                if l.path.is_some()
+                    && (l.pool.is_some() || l.volume.is_some() || l.snapshot.is_some())
+                {
+                    return Err(err(lf("path"), "a LUN is either a file (path) or a pool volume (pool/volume/snapshot), not both".into()));
+                }
+                if let Some(p) = &l.pool {
+                    if p != DEFAULT_POOL && !pool_names.contains(p) {
+                        return Err(err(
+                            lf("pool"),
+                            format!("no pool named {p:?} is configured"),
+                        ));
+                    }
+                }
+                if l.snapshot.is_some() && l.size.is_some() {
+                    return Err(err(
+                        lf("size"),
+                        "a snapshot LUN takes its size from the snapshot".into(),
+                    ));
+                }
                 match (&l.size, &l.path) {
-                    (None, None) => {
-                        return Err(err(lf("size"), "give a size, a path, or both".into()))
+                    (None, None) if l.snapshot.is_none() => {
+                        return Err(err(
+                            lf("size"),
+                            "give a size (pool volume), a path (file), or a snapshot".into(),
+                        ))
                     }
                     (Some(s), _) => {
                         let bytes = parse_size(s).map_err(|p| err(lf("size"), p))?;

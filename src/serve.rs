@@ -2,18 +2,22 @@
 //! and shuts down cleanly on SIGINT / SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use ironlun_cow::{BlockDevice, FileDevice, FileDeviceOptions};
+use std::collections::HashMap;
+
+use ironlun_cow::{BlockDevice, FileDevice, FileDeviceOptions, Pool, PoolOptions};
 use ironlun_target::login::{ChapPolicy, TargetLoginInfo};
 use ironlun_target::scsi::{LogicalUnit, LuIdentity, LuOptions, LunMap};
 use ironlun_target::server::{Server, ServerSettings, TargetEntry};
 use tracing::{error, info};
 
-use crate::config::{parse_size, Config, TargetConfig};
+use crate::config::{
+    parse_size, Config, LunConfig, PoolConfig, TargetConfig, DEFAULT_POOL, DEFAULT_POOL_SIZE,
+};
 use crate::ServeArgs;
 
 /// Runs the server; returns the process exit code.
@@ -73,10 +77,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     info!(config = %source, data_dir = %data_dir.display(), "starting ironlun");
 
+    let mut pools = Pools {
+        configured: cfg.pools.clone(),
+        open: HashMap::new(),
+        data_dir: data_dir.clone(),
+    };
     let mut entries = Vec::new();
     let mut portals: Vec<SocketAddr> = Vec::new();
     for t in &cfg.targets {
-        let (entry, tportals) = build_target(t, &data_dir, args.allow_sanitize)?;
+        let (entry, tportals) = build_target(t, &mut pools, args.allow_sanitize)?;
         for p in tportals {
             if !portals.contains(&p) {
                 portals.push(p);
@@ -153,9 +162,115 @@ async fn wait_for_signal() {
     }
 }
 
+/// The pools LUNs live in, opened on first use.
+struct Pools {
+    configured: Vec<PoolConfig>,
+    open: HashMap<String, Arc<Pool>>,
+    data_dir: PathBuf,
+}
+
+fn size_opt(s: &Option<String>) -> anyhow::Result<Option<u64>> {
+    s.as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| anyhow!(e))
+}
+
+impl Pools {
+    fn get(&mut self, name: &str) -> anyhow::Result<Arc<Pool>> {
+        if let Some(p) = self.open.get(name) {
+            return Ok(p.clone());
+        }
+        let (path, size, extent) = match self.configured.iter().find(|p| p.name == name) {
+            Some(pc) => {
+                let path = if pc.path.is_absolute() {
+                    pc.path.clone()
+                } else {
+                    self.data_dir.join(&pc.path)
+                };
+                (path, size_opt(&pc.size)?, size_opt(&pc.extent_size)?)
+            }
+            None if name == DEFAULT_POOL => (
+                self.data_dir.join("pool.img"),
+                Some(DEFAULT_POOL_SIZE),
+                None,
+            ),
+            None => return Err(anyhow!("no pool named {name:?}")),
+        };
+        let pool = if path.exists() {
+            Pool::open(&path).with_context(|| format!("pool {name:?} at {}", path.display()))?
+        } else {
+            let size = size.ok_or_else(|| {
+                anyhow!(
+                    "pool {name:?}: {} does not exist and no size is configured to create it",
+                    path.display()
+                )
+            })?;
+            let mut opts = PoolOptions {
+                size,
+                ..PoolOptions::default()
+            };
+            if let Some(e) = extent {
+                opts.extent_size = e as u32;
+            }
+            info!(pool = name, path = %path.display(), size, extent_size = opts.extent_size, "creating pool");
+            Pool::create_with(&path, &opts)
+                .with_context(|| format!("pool {name:?}: cannot create {}", path.display()))?
+        };
+        info!(pool = name, path = %path.display(), info = ?pool.info(), "pool open");
+        self.open.insert(name.to_string(), pool.clone());
+        Ok(pool)
+    }
+}
+
+/// The block device behind one LUN: a file, a pool volume or a snapshot.
+fn lun_device(
+    t: &TargetConfig,
+    l: &LunConfig,
+    pools: &mut Pools,
+) -> anyhow::Result<(Arc<dyn BlockDevice>, String)> {
+    let size = size_opt(&l.size)?;
+    if let Some(path) = &l.path {
+        let dev = FileDevice::open(
+            path,
+            &FileDeviceOptions {
+                block_size: l.block_size,
+                size,
+                create: false,
+                read_only: l.read_only,
+            },
+        )?;
+        return Ok((Arc::new(dev), format!("file {}", path.display())));
+    }
+    let pool_name = l.pool.clone().unwrap_or_else(|| DEFAULT_POOL.to_string());
+    let pool = pools.get(&pool_name)?;
+    if let Some(snap) = &l.snapshot {
+        let dev = pool
+            .snapshot_device(snap)
+            .with_context(|| format!("snapshot {snap:?} in pool {pool_name:?}"))?;
+        return Ok((dev, format!("pool {pool_name} snapshot {snap} (read-only)")));
+    }
+    let volume = l
+        .volume
+        .clone()
+        .unwrap_or_else(|| format!("{}-lun{}", file_stem(&t.iqn), l.id));
+    let size = size.ok_or_else(|| anyhow!("LUN {} needs a size", l.id))?;
+    let dev = pool
+        .open_or_create_volume(&volume, size)
+        .with_context(|| format!("volume {volume:?} in pool {pool_name:?}"))?;
+    if dev.geometry().block_size != l.block_size {
+        return Err(anyhow!(
+            "volume {volume:?}: the pool's block size is {}, the LUN asks for {}",
+            dev.geometry().block_size,
+            l.block_size
+        ));
+    }
+    Ok((dev, format!("pool {pool_name} volume {volume}")))
+}
+
 fn build_target(
     t: &TargetConfig,
-    data_dir: &Path,
+    pools: &mut Pools,
     allow_sanitize: bool,
 ) -> anyhow::Result<(TargetEntry, Vec<SocketAddr>)> {
     let portals: Vec<SocketAddr> = t
@@ -168,39 +283,18 @@ fn build_target(
         .collect::<Result<_, _>>()?;
     let mut map = LunMap::new();
     for l in &t.luns {
-        let size = l
-            .size
-            .as_deref()
-            .map(parse_size)
-            .transpose()
-            .map_err(|e| anyhow!(e))?;
-        let (path, create) = match &l.path {
-            Some(p) => (p.clone(), false),
-            None => (
-                data_dir.join(format!("{}-lun{}.img", file_stem(&t.iqn), l.id)),
-                true,
-            ),
-        };
-        let dev = FileDevice::open(
-            &path,
-            &FileDeviceOptions {
-                block_size: l.block_size,
-                size,
-                create,
-                read_only: l.read_only,
-            },
-        )
-        .with_context(|| format!("target {} LUN {}", t.iqn, l.id))?;
-        let g = dev.geometry();
-        info!(target = %t.iqn, lun = l.id, path = %path.display(),
+        let (device, what) =
+            lun_device(t, l, pools).with_context(|| format!("target {} LUN {}", t.iqn, l.id))?;
+        let g = device.geometry();
+        let device_read_only = device.read_only();
+        info!(target = %t.iqn, lun = l.id, backing = %what,
             bytes = g.blocks * g.block_size as u64, block_size = g.block_size, thin = g.thin,
-            read_only = l.read_only, "serving LUN");
-        let device: Arc<dyn BlockDevice> = Arc::new(dev);
+            read_only = l.read_only || device.read_only(), "serving LUN");
         let lu = LogicalUnit::new(
             device,
             identity(&t.iqn, l.id),
             LuOptions {
-                read_only: l.read_only,
+                read_only: l.read_only || device_read_only,
                 removable: l.removable,
                 allow_sanitize,
             },

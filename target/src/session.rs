@@ -178,6 +178,9 @@ where
         writer_dead_tx,
     ));
     let tasks = Arc::new(Tasks::default());
+    if let (Some(t), Some(n)) = (&ctx.target, &ctx.nexus) {
+        t.luns.register_nexus(n);
+    }
     let mut state = Reader {
         tx: tx.clone(),
         window: window.clone(),
@@ -247,6 +250,10 @@ where
     drop(state);
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+    // The I_T nexus is gone (logout, connection loss or reinstatement).
+    if let (Some(t), Some(n)) = (&ctx.target, &ctx.nexus) {
+        t.luns.nexus_lost(n.id);
+    }
     debug!(session = %ctx.label, ?end, "connection ended");
     end
 }
@@ -740,11 +747,18 @@ impl Reader {
                     }
                 }
             };
-            if !aborted.load(Ordering::SeqCst) {
-                let pdus = response_pdus(&cmd, outcome, &params);
-                let _ = tx.send(Out::Pdus(pdus));
+            let pdus = response_pdus(&cmd, outcome, &params);
+            {
+                // Decide and answer under the task lock, so an ABORT TASK
+                // either finds the task (and its answer is never sent) or
+                // finds it gone (its answer is already queued, ahead of the
+                // TMF response).
+                let mut running = tasks.running.lock();
+                if !aborted.load(Ordering::SeqCst) {
+                    let _ = tx.send(Out::Pdus(pdus));
+                }
+                running.remove(&cmd.itt);
             }
-            tasks.running.lock().remove(&cmd.itt);
             tasks.done.notify_waiters();
         });
     }

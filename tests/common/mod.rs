@@ -23,6 +23,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// Keep `dir` when dropped (a later server reuses the data).
+    pub keep: bool,
 }
 
 fn free_port() -> u16 {
@@ -35,10 +37,15 @@ impl Server {
     pub fn start(name: &str, extra: &[&str]) -> Server {
         let dir = std::env::temp_dir().join(format!("ironlun-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        Server::start_in(dir, extra)
+    }
+
+    /// Starts the server on the data under `dir` (kept from an earlier run).
+    pub fn start_in(dir: PathBuf, extra: &[&str]) -> Server {
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = dir.join("server.log");
+        let log = dir.join(format!("server-{port}.log"));
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ironlun"))
             .arg("serve")
@@ -57,6 +64,7 @@ impl Server {
             addr,
             dir,
             log,
+            keep: false,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(addr).is_err() {
@@ -91,7 +99,9 @@ impl Drop for Server {
                 self.log_text()
             );
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
