@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # libiscsi-tools.sh - the libiscsi command-line clients against the default target:
 #   iscsi-ls (SendTargets discovery, with and without -s), iscsi-inq (standard INQUIRY and
-#   VPD pages 0x00, 0x80, 0x83, 0xB0), iscsi-readcapacity16 (size and block length), and that
+#   VPD pages 0x00, 0x80, 0x83, 0xB0), iscsi-readcapacity16 (size and block length, also with a
+#   CRC32C header digest), and that
 #   the NAA identifier of VPD 0x83 is the same after a restart on the same data dir.
 # Env: E2E_PORT [3311], and see lib.sh.
 set -euo pipefail
@@ -36,6 +37,7 @@ grep_out "iscsi-inq VPD 0xB0 block limits" 30 "^maximum transfer length:" iscsi-
 grep_out "iscsi-readcapacity16: 512-byte blocks" 30 "^LOGICAL BLOCK LENGTH IN BYTES:512$" iscsi-readcapacity16 "$URL"
 grep_out "iscsi-readcapacity16: last LBA of 1 GiB" 30 "^RETURNED LOGICAL BLOCK ADDRESS:2097151$" iscsi-readcapacity16 "$URL"
 grep_out "iscsi-readcapacity16 -s: 1073741824 bytes" 30 "^1073741824$" iscsi-readcapacity16 -s "$URL"
+grep_out "iscsi-readcapacity16 with HeaderDigest=CRC32C" 30 "^1073741824$" iscsi-readcapacity16 -s "$URL?header_digest=crc32c"
 check_fails "iscsi-inq on a target name that does not exist fails" 30 \
   iscsi-inq "iscsi://$PORTAL/iqn.2026-11.test:no-such-target/$LUN"
 
