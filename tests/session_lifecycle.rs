@@ -69,7 +69,10 @@ fn idle_connection_is_pinged_and_dead_one_dropped() {
     let t0 = Instant::now();
     while let Ok(r) = c.recv() {
         assert_eq!(r.h.opcode, pdu::opcode::NOP_IN);
-        assert!(t0.elapsed() < Duration::from_secs(9), "dead connection not dropped");
+        assert!(
+            t0.elapsed() < Duration::from_secs(9),
+            "dead connection not dropped"
+        );
     }
     let t1 = Instant::now();
     while !server.log_text().contains("NOP-In ping not answered") {

@@ -88,6 +88,42 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stops the server with SIGTERM and waits (bounded) for exit status 0.
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { kill(self.child.id() as i32, 15) };
+        assert_eq!(rc, 0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert_eq!(s.code(), Some(0), "unclean exit: {}", self.log_text());
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Runs the `ironlun` binary with `args`; returns (exit code, stdout, stderr).
+pub fn ironlun(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ironlun"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ironlun");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -121,6 +157,8 @@ pub struct Conn {
     pub header_digest: bool,
     pub data_digest: bool,
     pub isid: [u8; 6],
+    /// LUN that `scsi` addresses.
+    pub lun: u64,
 }
 
 pub fn text(pairs: &[(&str, &str)]) -> Vec<u8> {
@@ -160,6 +198,7 @@ impl Conn {
             header_digest: false,
             data_digest: false,
             isid: [0x80, 0x12, 0x34, (n >> 16) as u8, (n >> 8) as u8, n as u8],
+            lun: 0,
         }
     }
 
@@ -327,7 +366,7 @@ impl Conn {
             read: write.is_none() && edtl > 0,
             write: write.is_some(),
             attr: TaskAttr::Simple,
-            lun: 0,
+            lun: ironlun_target::scsi::encode_lun(self.lun),
             itt,
             edtl,
             cmdsn: self.cmdsn,
@@ -363,7 +402,7 @@ impl Conn {
                         let n = (len - sent).min(262144);
                         let d = InitiatorPdu::DataOut(pdu::DataOut {
                             final_: sent + n == len,
-                            lun: 0,
+                            lun: ironlun_target::scsi::encode_lun(self.lun),
                             itt,
                             ttt: r.h.ttt,
                             exp_statsn: self.exp_statsn,
