@@ -27,7 +27,7 @@ pub struct Server {
     pub keep: bool,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
@@ -41,18 +41,34 @@ impl Server {
     }
 
     /// Starts the server on the data under `dir` (kept from an earlier run).
+    /// It listens on a free loopback port unless `extra` names
+    /// `--iscsi-listen` itself (a wildcard there is reached through 127.0.0.1).
     pub fn start_in(dir: PathBuf, extra: &[&str]) -> Server {
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = dir.join(format!("server-{port}.log"));
+        let given = extra
+            .iter()
+            .position(|a| *a == "--iscsi-listen")
+            .and_then(|i| extra.get(i + 1))
+            .map(|a| a.replace("0.0.0.0", "127.0.0.1"));
+        let listen_args: Vec<String>;
+        let addr: SocketAddr = match given {
+            Some(a) => {
+                listen_args = Vec::new();
+                a.parse().unwrap()
+            }
+            None => {
+                let a = format!("127.0.0.1:{}", free_port());
+                listen_args = vec!["--iscsi-listen".into(), a.clone()];
+                a.parse().unwrap()
+            }
+        };
+        let log = dir.join(format!("server-{}.log", addr.port()));
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ironlun"))
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .arg("--iscsi-listen")
-            .arg(addr.to_string())
+            .args(&listen_args)
             .args(extra)
             .env("IRONLUN_LOG", "debug")
             .stdout(Stdio::null())
