@@ -25,6 +25,7 @@ use crate::pdu::{
     self, DataOut, InitiatorPdu, LogoutReason, NopOut, RejectReason, Residual, ScsiCommand,
     TargetPdu, TargetSeq, TaskMgmtRequest, TmfFunction, TmfResponse, RESERVED_TAG,
 };
+use crate::scsi::sense::{self, Sense};
 use crate::scsi::{self, CommandOutcome, CommandRequest, LunMap, Nexus, TargetPort};
 
 /// A target as the full feature phase sees it.
@@ -916,37 +917,28 @@ fn extended_cdb(ahs: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// A CHECK CONDITION answer the transport itself gives (fixed format).
+fn check_condition(sense: Sense) -> CommandOutcome {
+    CommandOutcome {
+        status: scsi::status::CHECK_CONDITION,
+        sense: Some(sense.fixed()),
+        ..Default::default()
+    }
+}
+
+/// A transfer larger than any command may ask for: INVALID FIELD IN CDB.
 fn too_large_outcome() -> CommandOutcome {
-    CommandOutcome {
-        status: scsi::status::CHECK_CONDITION,
-        // ILLEGAL REQUEST / INVALID FIELD IN CDB.
-        sense: Some(vec![
-            0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0x00, 0, 0, 0, 0,
-        ]),
-        ..Default::default()
-    }
+    check_condition(Sense::new(sense::key::ILLEGAL_REQUEST, 0x24, 0x00))
 }
 
+/// Data-Out out of sequence: ABORTED COMMAND / DATA PHASE ERROR.
 fn data_phase_error_outcome() -> CommandOutcome {
-    CommandOutcome {
-        status: scsi::status::CHECK_CONDITION,
-        // ABORTED COMMAND / DATA PHASE ERROR.
-        sense: Some(vec![
-            0x70, 0, 0x0b, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x4b, 0x00, 0, 0, 0, 0,
-        ]),
-        ..Default::default()
-    }
+    check_condition(Sense::new(sense::key::ABORTED_COMMAND, 0x4b, 0x00))
 }
 
+/// The command's worker died: HARDWARE ERROR / INTERNAL TARGET FAILURE.
 fn target_failure_outcome() -> CommandOutcome {
-    CommandOutcome {
-        status: scsi::status::CHECK_CONDITION,
-        // HARDWARE ERROR / INTERNAL TARGET FAILURE.
-        sense: Some(vec![
-            0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0x00, 0, 0, 0, 0,
-        ]),
-        ..Default::default()
-    }
+    check_condition(Sense::internal())
 }
 
 /// Builds the Data-In PDUs and the response for a finished command.
