@@ -4,6 +4,8 @@
 //!   map is fully populated (64 KiB extents), including its durable commit
 //!   (two fdatasyncs). Sizes: 1 GiB and 32 GiB; set `IRONLUN_BENCH_TB=1` to
 //!   add 1 TiB (16M map entries, several GB of RAM).
+//! - `snapshot_meta/<size>`: the same without any I/O (the metadata work
+//!   alone: record the generation, no walk of the map).
 //! - `write_4k/overwrite` vs `write_4k/after_snapshot`: a 4 KiB cached write
 //!   into an extent the volume owns (in place) versus the first write into
 //!   an extent shared with a fresh snapshot (redirect + copy of the other
@@ -111,5 +113,62 @@ fn write_4k(c: &mut Criterion) {
     let _ = std::fs::remove_file(&path);
 }
 
-criterion_group!(benches, snapshot_create, write_4k);
+/// The metadata side of a snapshot alone (no I/O): applying the Snapshot
+/// record to a state whose map holds every extent of the volume.
+fn snapshot_meta(c: &mut Criterion) {
+    use ironlun_cow::format::{Layout, Record};
+    use ironlun_cow::meta::Meta;
+    let mut sizes: Vec<(&str, u64)> = vec![("1GiB", 1 << 30), ("32GiB", 32 << 30)];
+    if std::env::var_os("IRONLUN_BENCH_TB").is_some() {
+        sizes.push(("1TiB", 1 << 40));
+    }
+    let mut group = c.benchmark_group("snapshot_meta");
+    for (label, size) in sizes {
+        let extents = size / EXT;
+        let layout = Layout::plan(size + size / 8 + (1 << 30), EXT as u32, 512, None).unwrap();
+        let mut m = Meta::new(layout);
+        m.apply(
+            &Record::CreateVolume {
+                id: 1,
+                name: "v".into(),
+                size,
+                base: None,
+            },
+            true,
+        )
+        .unwrap();
+        for vext in 0..extents {
+            let birth = m.gen;
+            m.apply(
+                &Record::Map {
+                    vol: 1,
+                    vext,
+                    pext: vext,
+                    birth,
+                },
+                true,
+            )
+            .unwrap();
+        }
+        let mut n = 0u64;
+        group.bench_function(BenchmarkId::from_parameter(label), |b| {
+            b.iter(|| {
+                n += 1;
+                let gen = m.gen;
+                m.apply(
+                    &Record::Snapshot {
+                        vol: 1,
+                        gen,
+                        name: format!("s{n}"),
+                    },
+                    false,
+                )
+                .unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, snapshot_create, snapshot_meta, write_4k);
 criterion_main!(benches);
