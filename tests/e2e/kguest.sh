@@ -6,11 +6,12 @@
 #   crc32c       HeaderDigest and DataDigest CRC32C, checked as negotiated
 #   mpath        2 sessions + dm-multipath round-robin, checked as 2 disks
 #   mutual-chap  CHAP + mutual CHAP (a second server with a CHAP config)
+#   chap-bad     a wrong CHAP secret: the kernel initiator's login must be refused
 # The guest is built from Debian packages into $KGUEST_DIR (.kguest/, cached; needs the Debian
 # mirror the first time).  A guest that cannot be built or booted is a FAIL, never a pass.
 # Under TCG (no usable KVM here) each guest run takes about 90 s plus 4 fio jobs x KGUEST_RUNTIME.
 # Env: E2E_PORT [3315] (the CHAP server uses E2E_PORT+1), KGUEST_RUNTIME [3], KGUEST_CONFIGS
-#      ["plain crc32c mpath mutual-chap"], KGUEST_DIR [.kguest], and see lib.sh.
+#      ["plain crc32c mpath mutual-chap chap-bad"], KGUEST_DIR [.kguest], and see lib.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,7 +21,7 @@ CHAP_PORT=$((PORT + 1))
 KG="$REPO/tests/kguest"
 export KGUEST_DIR=${KGUEST_DIR:-$REPO/.kguest}
 export KGUEST_RUNTIME=${KGUEST_RUNTIME:-3}
-CONFIGS=${KGUEST_CONFIGS:-plain crc32c mpath mutual-chap}
+CONFIGS=${KGUEST_CONFIGS:-plain crc32c mpath mutual-chap chap-bad}
 CHAP_USER=kguser CHAP_SECRET=kguestsecret12 MUTUAL_USER=kgtarget MUTUAL_SECRET=kgtargetsecret34
 need apt-get dpkg-deb
 
@@ -62,17 +63,24 @@ TOML
   esac
 }
 
+CHAP_UP=0
+chap_server_once() { [ "$CHAP_UP" = 1 ] || { chap_server && CHAP_UP=1; }; }
+
 for c in $CONFIGS; do
-  env=(); port=$MAIN_PORT; iqn=$MAIN_IQN
+  env=(); port=$MAIN_PORT; iqn=$MAIN_IQN; expect_login_fail=0
   case "$c" in
     plain) ;;
     crc32c) env=(KGUEST_DIGEST=CRC32C) ;;
     mpath) env=(KGUEST_SESSIONS=2 KGUEST_MPATH=1) ;;
     mutual-chap)
-      chap_server || { fail "kguest $c" "CHAP server did not start"; continue; }
+      chap_server_once || { fail "kguest $c" "CHAP server did not start"; continue; }
       port=$CHAP_PORT; iqn=$CHAP_IQN
       env=(KGUEST_CHAP_USER="$CHAP_USER" KGUEST_CHAP_SECRET="$CHAP_SECRET"
            KGUEST_CHAP_USER_IN="$MUTUAL_USER" KGUEST_CHAP_SECRET_IN="$MUTUAL_SECRET") ;;
+    chap-bad)   # the kernel initiator with a wrong CHAP secret: the login must fail
+      chap_server_once || { fail "kguest $c" "CHAP server did not start"; continue; }
+      port=$CHAP_PORT; iqn=$CHAP_IQN; expect_login_fail=1
+      env=(KGUEST_CHAP_USER="$CHAP_USER" KGUEST_CHAP_SECRET=notthesecret99 KGUEST_FSTEST=0 KGUEST_FIO=0) ;;
     *) fail "kguest $c" "unknown configuration"; continue ;;
   esac
   log "guest run: $c (port $port, $iqn)"
@@ -94,6 +102,11 @@ for c in $CONFIGS; do
   extra=$problem
   steps=$( (grep -E '^(LOGIN-DONE|FSTEST|LOGOUT OK|FAIL-STEP)' "$r" || true) | sed 's/uptime=[^ ]* //' | tr '\n' ';' | cut -c1-300)
   iops=$(awk '/^fio job/ {f=1; next} f && NF >= 3 {printf "%s=%s ", $1, $2}' "$o/summary.txt" 2>/dev/null || true)
+  if [ "$expect_login_fail" = 1 ]; then
+    if [ "$rc" = 1 ] && grep -q '^FAIL-STEP login' "$r" && ! grep -q '^LOGIN-DONE' "$r"; then pass "kguest $c: login refused (${wall} s)"
+    else fail "kguest $c: login refused (${wall} s)" "rc=$rc $steps; console: $o/console.log"; fi
+    continue
+  fi
   if [ "$rc" = 0 ]; then pass "kguest $c (${wall} s)" "$steps fio IOPS (TCG, not a benchmark): $iops"
   else fail "kguest $c (${wall} s)" "rc=$rc ${extra} $steps; $(tail -n 1 "$OUT/$c.log" || true); console: $o/console.log"; fi
 done
