@@ -10,19 +10,22 @@
 //!    A challenge equal to ours (reflection) is refused.
 //!
 //! Binary values are accepted in hex (`0x…`) and base64 (`0b…`); ours are
-//! sent in hex. Only MD5 (CHAP_A=5) is offered: it is what every initiator
-//! supports (Windows, ESXi and libiscsi know nothing else; open-iscsi
-//! proposes SHA3-256/SHA-256/SHA-1 first and falls back to MD5).
-//! [`ChapAlgorithm`] is the one place to add SHA-1 (6) / SHA-256 (7).
+//! sent in hex. Algorithms (`CHAP_A`): SHA-256 (7), SHA-1 (6), MD5 (5); the
+//! first of the initiator's list that we know is used. MD5 is what Windows,
+//! ESXi and libiscsi send; open-iscsi proposes SHA3-256, SHA-256, SHA-1,
+//! MD5 in that order, and in FIPS mode offers no MD5 at all, which is why
+//! SHA-1/SHA-256 are here (crates sha1/sha2, same `digest` traits as md-5).
+//! SHA3-256 (8) is not supported.
 
 use base64::Engine as _;
-use md5::{Digest as _, Md5};
+use md5::{Digest, Md5};
 use rand::Rng as _;
 
 use crate::negotiation::parse_number;
 use crate::text::KeyValue;
 
-/// Length of the challenges we send.
+/// Shortest challenge we send (longer for digests longer than 16 bytes:
+/// the challenge is as long as the digest).
 pub const CHALLENGE_LEN: usize = 16;
 /// Longest binary CHAP_C / CHAP_R accepted (RFC 7143 12.1.3).
 pub const MAX_BINARY_LEN: usize = 1024;
@@ -32,6 +35,16 @@ pub const MAX_BINARY_LEN: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChapAlgorithm {
     Md5,
+    Sha1,
+    Sha256,
+}
+
+fn chap_hash<D: Digest>(id: u8, secret: &[u8], challenge: &[u8]) -> Vec<u8> {
+    let mut h = D::new();
+    h.update([id]);
+    h.update(secret);
+    h.update(challenge);
+    h.finalize().to_vec()
 }
 
 impl ChapAlgorithm {
@@ -39,26 +52,35 @@ impl ChapAlgorithm {
     pub fn code(self) -> u8 {
         match self {
             ChapAlgorithm::Md5 => 5,
+            ChapAlgorithm::Sha1 => 6,
+            ChapAlgorithm::Sha256 => 7,
         }
     }
 
     pub fn from_code(code: u64) -> Option<ChapAlgorithm> {
         match code {
             5 => Some(ChapAlgorithm::Md5),
+            6 => Some(ChapAlgorithm::Sha1),
+            7 => Some(ChapAlgorithm::Sha256),
             _ => None,
+        }
+    }
+
+    /// Length of the digest in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            ChapAlgorithm::Md5 => 16,
+            ChapAlgorithm::Sha1 => 20,
+            ChapAlgorithm::Sha256 => 32,
         }
     }
 
     /// The CHAP response: H(id ‖ secret ‖ challenge).
     pub fn response(self, id: u8, secret: &[u8], challenge: &[u8]) -> Vec<u8> {
         match self {
-            ChapAlgorithm::Md5 => {
-                let mut h = Md5::new();
-                h.update([id]);
-                h.update(secret);
-                h.update(challenge);
-                h.finalize().to_vec()
-            }
+            ChapAlgorithm::Md5 => chap_hash::<Md5>(id, secret, challenge),
+            ChapAlgorithm::Sha1 => chap_hash::<sha1::Sha1>(id, secret, challenge),
+            ChapAlgorithm::Sha256 => chap_hash::<sha2::Sha256>(id, secret, challenge),
         }
     }
 }
@@ -259,7 +281,7 @@ impl ChapAuthenticator {
                     Some((id, c)) => (*id, c.clone()),
                     None => {
                         let mut rng = rand::rng();
-                        let mut c = vec![0u8; CHALLENGE_LEN];
+                        let mut c = vec![0u8; CHALLENGE_LEN.max(alg.output_len())];
                         rng.fill_bytes(&mut c);
                         let mut id = [0u8; 1];
                         rng.fill_bytes(&mut id);
@@ -404,7 +426,7 @@ mod tests {
     fn one_way_success_and_failure() {
         let mut a = ChapAuthenticator::new(policy(false));
         assert_eq!(a.step(&[]).unwrap(), ChapProgress::Pending);
-        let ChapProgress::Challenge(out) = a.step(&[kv("CHAP_A", "7,6,5")]).unwrap() else {
+        let ChapProgress::Challenge(out) = a.step(&[kv("CHAP_A", "9,5")]).unwrap() else {
             panic!()
         };
         assert_eq!(get(&out, "CHAP_A"), Some("5"));
@@ -446,9 +468,60 @@ mod tests {
     }
 
     #[test]
+    fn sha_known_answers_and_choice() {
+        // SHA-1("abc") and SHA-256("abc") (FIPS 180 examples) pin the
+        // primitives; CHAP hashes id ‖ secret ‖ challenge.
+        assert_eq!(
+            encode_hex(&sha1::Sha1::digest(b"abc")),
+            "0xa9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            encode_hex(&sha2::Sha256::digest(b"abc")),
+            "0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // id 'a' (0x61), secret "b", challenge "c" hashes "abc"
+        assert_eq!(
+            ChapAlgorithm::Sha256.response(b'a', b"b", b"c"),
+            sha2::Sha256::digest(b"abc").to_vec()
+        );
+        assert_eq!(
+            ChapAlgorithm::Sha1.response(b'a', b"b", b"c"),
+            sha1::Sha1::digest(b"abc").to_vec()
+        );
+        // open-iscsi's list: SHA3-256 unknown, SHA-256 chosen, 32-byte challenge
+        let mut a = ChapAuthenticator::new(policy(false));
+        let ChapProgress::Challenge(out) = a.step(&[kv("CHAP_A", "8,7,6,5")]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(get(&out, "CHAP_A"), Some("7"));
+        let (id, c) = challenge_of(&out);
+        assert_eq!(c.len(), 32);
+        let r = ChapAlgorithm::Sha256.response(id, b"alice-secret-123", &c);
+        assert_eq!(r.len(), 32);
+        assert_eq!(
+            a.step(&[kv("CHAP_N", "alice"), kv("CHAP_R", &encode_hex(&r))])
+                .unwrap(),
+            ChapProgress::Authenticated(vec![])
+        );
+        // an MD5 response to a SHA-256 challenge fails
+        let mut a = ChapAuthenticator::new(policy(false));
+        let ChapProgress::Challenge(out) = a.step(&[kv("CHAP_A", "6,5")]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(get(&out, "CHAP_A"), Some("6"));
+        let (id, c) = challenge_of(&out);
+        let r = ChapAlgorithm::Md5.response(id, b"alice-secret-123", &c);
+        assert_eq!(
+            a.step(&[kv("CHAP_N", "alice"), kv("CHAP_R", &encode_hex(&r))])
+                .unwrap_err(),
+            ChapError::WrongResponse
+        );
+    }
+
+    #[test]
     fn unsupported_algorithm() {
         let mut a = ChapAuthenticator::new(policy(false));
-        let e = a.step(&[kv("CHAP_A", "7,6")]).unwrap_err();
+        let e = a.step(&[kv("CHAP_A", "8,9")]).unwrap_err();
         assert_eq!(e.status(), (2, 1));
         let mut a = ChapAuthenticator::new(policy(false));
         assert!(matches!(

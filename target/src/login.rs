@@ -888,11 +888,13 @@ pub(crate) mod tests {
             &req(Stage::Security, Some(Stage::Operational)),
             &txt(&[("CHAP_A", "7,6,5")]),
         );
-        assert_eq!(get(&s2, "CHAP_A").as_deref(), Some("5"));
+        // open-iscsi's preference: SHA-256 first among those we know
+        assert_eq!(get(&s2, "CHAP_A").as_deref(), Some("7"));
+        let alg = ChapAlgorithm::Sha256;
         assert!(!flags(&s2).0);
         let id = parse_number(&get(&s2, "CHAP_I").unwrap()).unwrap() as u8;
         let c = decode_binary(&get(&s2, "CHAP_C").unwrap()).unwrap();
-        let r = ChapAlgorithm::Md5.response(id, secret, &c);
+        let r = alg.response(id, secret, &c);
         let mut resp = vec![("CHAP_N", "user".to_string()), ("CHAP_R", encode_hex(&r))];
         let my_c = vec![0x5au8; 16];
         if mutual {
@@ -911,7 +913,7 @@ pub(crate) mod tests {
         );
         if mutual {
             assert_eq!(get(&s3, "CHAP_N").as_deref(), Some("tuser"));
-            let want = ChapAlgorithm::Md5.response(77, b"target-secret-99", &my_c);
+            let want = alg.response(77, b"target-secret-99", &my_c);
             assert_eq!(get(&s3, "CHAP_R"), Some(encode_hex(&want)));
         }
         Ok((m, s3))
