@@ -18,7 +18,8 @@
 //!   accumulator. Pure, fuzzed.
 //! - [`negotiation`]: RFC 7143 operational keys (list / min / max / and /
 //!   or / declarative semantics) and the resulting `SessionParams`.
-//! - [`chap`]: CHAP (MD5), one-way and mutual, as the authenticator.
+//! - [`chap`]: CHAP (SHA-256, SHA-1, MD5), one-way and mutual, as the
+//!   authenticator.
 //! - [`server`]: listening portals, the login phase of each connection,
 //!   the session table (reinstatement), orderly shutdown.
 //! - [`discovery`]: Text Requests in full feature phase: SendTargets,
