@@ -201,11 +201,31 @@ impl Pool {
         let blocks = g.blocks_in(data.len())?;
         g.check_range(lba, blocks)?;
         self.check_writable()?;
-        {
-            let _gate = self.gate.read();
-            for p in pieces(self, lba, data.len()) {
-                self.write_piece(vol, p.vext, p.offset, &data[p.start..p.start + p.len])
-                    .map_err(write_err)?;
+        let mut all = pieces(self, lba, data.len()).peekable();
+        let mut retried = false;
+        while all.peek().is_some() {
+            let stalled = {
+                let _gate = self.gate.read();
+                let mut stalled = false;
+                while let Some(p) = all.peek() {
+                    match self.write_piece(vol, p.vext, p.offset, &data[p.start..p.start + p.len]) {
+                        Ok(()) => {
+                            all.next();
+                        }
+                        Err(Error::NoSpace) if !retried => {
+                            stalled = true;
+                            break;
+                        }
+                        Err(e) => return Err(write_err(e)),
+                    }
+                }
+                stalled
+            };
+            if stalled {
+                // Extents freed by records not yet durable become
+                // allocatable at the next commit: make it, then retry once.
+                retried = true;
+                self.commit().map_err(write_err)?;
             }
         }
         match durability {

@@ -268,3 +268,30 @@ fn concurrent_fua_writers_and_snapshots_survive_reopen() {
     drop((v, pool));
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn a_full_pool_reuses_unmapped_space_without_an_explicit_flush() {
+    let path = temp("e.pool");
+    let pool = Pool::create(&path, 4 << 20, 64 << 10).unwrap();
+    let extents = pool.info().extents;
+    let v = pool.create_volume("v", extents * (64 << 10)).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    for e in 0..extents {
+        v.write(e * 128, &chunk, Durability::Cached).unwrap();
+    }
+    assert_eq!(pool.info().free_extents, 0);
+    assert!(matches!(
+        pool.create_volume("w", 1 << 20)
+            .unwrap()
+            .write(0, &chunk, Durability::Cached),
+        Err(BlockError::NoSpace)
+    ));
+    // Unmap without a flush: the space is pending until a commit, which the
+    // next allocation that finds the pool full makes itself.
+    v.unmap(0, 128).unwrap();
+    let w = pool.volume("w").unwrap();
+    w.write(0, &chunk, Durability::Cached).unwrap();
+    assert!(pool.check().is_clean());
+    drop((v, w, pool));
+    std::fs::remove_file(&path).unwrap();
+}
