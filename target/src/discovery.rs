@@ -7,7 +7,9 @@
 //!
 //! - `SendTargets=All` answers every visible target in a discovery session
 //!   and the session's own target in a normal session;
-//!   `SendTargets=<iqn.|eui.|naa. name>` that target;
+//!   `SendTargets=<iqn.|eui.|naa. name>` that target (in a normal session
+//!   only if it is the session's own: RFC 7143 appendix D lets operational
+//!   sessions learn only about their target);
 //!   `SendTargets=` (normal sessions) the session's own target. Each target
 //!   is `TargetName=` then one `TargetAddress=<ip>:<port>,<tpgt>` per portal.
 //!   A wildcard portal answers with the address the initiator connected to
@@ -234,7 +236,7 @@ impl TextExchange {
         let targets: Vec<TargetLoginInfo> = match (value, self.session_type) {
             ("All", SessionType::Discovery) => self.directory.targets(self.local_addr),
             // In a normal session, only the session's own target (RFC 7143
-            // appendix C; answering instead of refusing keeps libiscsi's
+            // appendix D; answering instead of refusing keeps libiscsi's
             // iSCSI.iSCSISendTargets.Simple test, run in a normal session, happy).
             ("All", SessionType::Normal) | ("", _) => self
                 .target_name
@@ -242,6 +244,8 @@ impl TextExchange {
                 .and_then(|n| self.directory.target(n, self.local_addr))
                 .into_iter()
                 .collect(),
+            // A normal session only ever learns about its own target.
+            (name, SessionType::Normal) if self.target_name.as_deref() != Some(name) => Vec::new(),
             (name, _) => self
                 .directory
                 .target(name, self.local_addr)
@@ -460,6 +464,11 @@ mod tests {
         let (_, all) = x.step(&req(2, RESERVED_TAG), &st("All"));
         assert_eq!(all, data);
         let (_, data) = x.step(&req(3, RESERVED_TAG), &st("iqn.2026-11.org.ironlun:fixed"));
+        assert!(data.is_empty(), "another target, from a normal session");
+        let (_, data) = x.step(&req(4, RESERVED_TAG), &st(TGT));
+        assert_eq!(pairs(&data).len(), 2);
+        let mut d = exchange(SessionType::Discovery, "127.0.0.1:3260", 8192);
+        let (_, data) = d.step(&req(3, RESERVED_TAG), &st("iqn.2026-11.org.ironlun:fixed"));
         assert_eq!(pairs(&data).len(), 3);
 
         let mut d = exchange(SessionType::Discovery, "127.0.0.1:3260", 8192);
