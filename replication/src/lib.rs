@@ -1,10 +1,16 @@
 //! # ironlun-replication
 //!
-//! Will own the SMI-S / Windows iSCSI Target replication engine: the
-//! Snapshot (7), Clone (8) and Mirror (6) sync types, the CopyState machine
-//! driven by ModifyReplicaSynchronization, long-running jobs, replication
-//! groups with consistency, and synchronization aspects. It is built on the
-//! `ironlun-cow` extent store and knows nothing of iSCSI or CIM-XML; the
-//! `ironlun-cim` crate only translates CIM calls into this crate's typed API.
+//! The SMI-S / Windows iSCSI Target replication engine: Snapshot (7),
+//! Clone (8) and Mirror (6) relationships on the `ironlun-cow` extent
+//! store, the CopyState machine driven by ModifyReplicaSynchronization,
+//! jobs, groups and synchronization aspects. It knows nothing of iSCSI or
+//! CIM-XML; `ironlun-cim` only translates CIM calls into this typed API.
 //!
-//! Not built yet: this crate is a placeholder until the replication issue.
+//! ## Layout
+//! - [`model`]: the typed enums (SyncType, Mode, Consistency, CopyState,
+//!   ProgressStatus, Operation, ReturnCode, JobState, ...) and the one
+//!   mapping to and from CIM numbers.
+//! - [`table`]: the Operation x CopyState x SyncType state table as data;
+//!   `docs/REPLICATION.md` is generated from it.
+pub mod model;
+pub mod table;
