@@ -68,6 +68,27 @@
 //!   buffered io_uring, else `pread`/`pwrite`; `IRONLUN_COW_IO=pread|uring|direct`
 //!   overrides (see [`backend`]).
 //!
+//! ## Known limits (next steps)
+//! - Copy-on-write granularity is the extent (64 KiB by default): the first
+//!   4 KiB write into an extent shared with a snapshot copies the other
+//!   60 KiB. Sub-extent redirection is not implemented.
+//! - A checkpoint writes the whole metadata state (about 24 bytes per mapped
+//!   extent); it runs when the journal region fills, at open and at close,
+//!   under an upgradable read lock (reads and in-place writes continue,
+//!   redirects and management operations wait).
+//! - Deletes run synchronously, in time proportional to the entries they
+//!   free (volume) or to the next snapshot's retired entries (snapshot).
+//! - The checkpoint areas hold 96 bytes per extent; many clones that unmap
+//!   most of their origin (tombstones) could exhaust them
+//!   ([`Error::MetadataFull`]).
+//! - A snapshot with clones cannot be deleted, nor its volume; volumes
+//!   cannot be resized; a write running while a snapshot is taken may or
+//!   may not be in it (quiesce I/O for a consistent group).
+//! - io_uring is used synchronously (one operation in flight per thread);
+//!   the interface is blocking.
+//! - A pool's size includes its metadata; make it larger than the data the
+//!   volumes will hold. `open_or_create` ignores `size` for an existing pool.
+//!
 //! This crate knows nothing of iSCSI or CIM.
 
 pub mod backend;
