@@ -654,6 +654,53 @@ impl Pool {
         Ok(Snapshot::new(self.clone(), vol, gen, size))
     }
 
+    /// Snapshots several volumes at one point in time: all the snapshot
+    /// records are applied under one hold of the metadata lock, so no
+    /// mapping changes between them. `pairs` is (volume, snapshot name).
+    /// For a crash-consistent group the caller quiesces writes in flight.
+    pub fn create_snapshot_group(
+        self: &Arc<Self>,
+        pairs: &[(&str, &str)],
+    ) -> Result<Vec<Snapshot>> {
+        self.check_writable()?;
+        for (_, name) in pairs {
+            valid_name(name)?;
+        }
+        let made = {
+            let mut st = self.state.write();
+            let mut plan = Vec::with_capacity(pairs.len());
+            for (i, (volume, name)) in pairs.iter().enumerate() {
+                if st.meta.names.contains_key(*name) || pairs[..i].iter().any(|(_, n)| n == name) {
+                    return Err(Error::Exists(name.to_string()));
+                }
+                match st.meta.names.get(*volume) {
+                    Some(Named::Volume(id)) => plan.push((*id, st.meta.vol(*id)?.size, *name)),
+                    Some(_) => return Err(Error::Invalid(format!("{volume:?} is a snapshot"))),
+                    None => return Err(Error::NotFound(volume.to_string())),
+                }
+            }
+            let mut made = Vec::with_capacity(plan.len());
+            for (vol, size, name) in plan {
+                let gen = st.meta.gen;
+                self.log(
+                    &mut st,
+                    Record::Snapshot {
+                        vol,
+                        gen,
+                        name: name.to_string(),
+                    },
+                )?;
+                made.push((vol, gen, size));
+            }
+            made
+        };
+        self.commit()?;
+        Ok(made
+            .into_iter()
+            .map(|(vol, gen, size)| Snapshot::new(self.clone(), vol, gen, size))
+            .collect())
+    }
+
     /// Creates a writable clone `name` of snapshot `snapshot`: O(1).
     pub fn create_clone(self: &Arc<Self>, snapshot: &str, name: &str) -> Result<Volume> {
         self.check_writable()?;

@@ -360,6 +360,27 @@ impl Volume {
         }
         Ok(out)
     }
+    /// Virtual extents whose content may differ between the snapshots at
+    /// generations `from` and `to` of this volume (`from < to`; [`u64::MAX`]
+    /// for `to` means the live head): mappings born, or retired, after
+    /// `from` and no later than `to`. For incremental copies and resync.
+    pub fn changed_between(&self, from: u64, to: u64) -> Result<RoaringBitmap> {
+        let st = self.pool.state.read();
+        let vm = st.meta.vol(self.id)?;
+        let within = |g: u64| g > from && g <= to;
+        let mut out = RoaringBitmap::new();
+        for (vext, l) in &vm.live {
+            if within(l.birth) {
+                out.insert(*vext as u32);
+            }
+        }
+        for ((vext, birth), d) in &vm.dead {
+            if within(*birth) || within(d.death) {
+                out.insert(*vext as u32);
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl Snapshot {

@@ -295,3 +295,43 @@ fn a_full_pool_reuses_unmapped_space_without_an_explicit_flush() {
     drop((v, w, pool));
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn group_snapshot_and_changed_between() {
+    let path = temp("f.pool");
+    let pool = Pool::create(&path, 32 << 20, 64 << 10).unwrap();
+    let a = pool.create_volume("a", 4 << 20).unwrap();
+    let b = pool.create_volume("b", 4 << 20).unwrap();
+    a.write(0, &pattern(1, 512), Durability::Cached).unwrap();
+    b.write(0, &pattern(2, 512), Durability::Cached).unwrap();
+    let snaps = pool
+        .create_snapshot_group(&[("a", "a@1"), ("b", "b@1")])
+        .unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(matches!(
+        pool.create_snapshot_group(&[("a", "x"), ("b", "x")]),
+        Err(Error::Exists(_))
+    ));
+    let g1 = snaps[0].generation();
+    a.write(128, &pattern(3, 512), Durability::Cached).unwrap(); // extent 1
+    let s2 = a.snapshot("a@2").unwrap();
+    a.write(0, &pattern(4, 512), Durability::Cached).unwrap(); // extent 0
+    a.unmap(256, 128).unwrap(); // extent 2: never mapped, no change
+    let ext = |bm: roaring::RoaringBitmap| bm.iter().collect::<Vec<_>>();
+    assert_eq!(
+        ext(a.changed_between(g1, s2.generation()).unwrap()),
+        vec![1]
+    );
+    assert_eq!(
+        ext(a.changed_between(s2.generation(), u64::MAX).unwrap()),
+        vec![0]
+    );
+    assert_eq!(ext(a.changed_between(g1, u64::MAX).unwrap()), vec![0, 1]);
+    assert_eq!(ext(a.changed_since(g1).unwrap()), vec![0, 1]);
+    assert!(b.changed_since(snaps[1].generation()).unwrap().is_empty());
+    let mut buf = vec![0u8; 512];
+    snaps[0].read(0, &mut buf).unwrap();
+    assert_eq!(buf, pattern(1, 512));
+    drop((a, b, snaps, s2, pool));
+    std::fs::remove_file(&path).unwrap();
+}
