@@ -1,0 +1,180 @@
+//! [`ReplicaDevice`]: the block device a replicated volume is served through.
+//!
+//! It wraps a cow volume and adds what replication needs on the data path,
+//! without changing the [`BlockDevice`] the iSCSI target sees:
+//! - per-extent stripe locks shared with the background copier, so a copy
+//!   of an extent and an initiator write into it never interleave;
+//! - a record of the extents written since a copy job started (the copier
+//!   leaves those alone: the initiator's data is newer);
+//! - a gate that a consistent group point in time closes for an instant
+//!   (writes to every member wait; the snapshots are taken; it opens);
+//! - an optional [`WriteObserver`] (a mirror) told of every write.
+//!
+//! Serve replicated volumes through [`crate::ReplicationService::device`]:
+//! a write that bypasses this wrapper can race the copier.
+
+use std::sync::Arc;
+
+use ironlun_cow::{BlockDevice, BlockError, Durability, Geometry, ProvisioningRun};
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use roaring::RoaringBitmap;
+
+const STRIPES: usize = 64;
+
+/// Writes to a [`ReplicaDevice`] wait while this is held.
+pub type WriteHoldGuard = parking_lot::ArcRwLockWriteGuard<parking_lot::RawRwLock, ()>;
+
+/// Told of every write to a replicated volume (a mirror's write hook).
+pub trait WriteObserver: Send + Sync {
+    /// `data` was written at `lba` on the source; the caller still holds the
+    /// extent locks, so the observer sees writes to one extent in order.
+    fn wrote(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError>;
+    /// `[lba, lba + blocks)` was unmapped (or zeroed) on the source.
+    fn unmapped(&self, lba: u64, blocks: u64) -> Result<(), BlockError>;
+    /// The source was flushed.
+    fn flushed(&self) -> Result<(), BlockError>;
+}
+
+/// A cow volume with replication's data-path hooks.
+pub struct ReplicaDevice {
+    inner: Arc<dyn BlockDevice>,
+    extent_blocks: u64,
+    stripes: Vec<Mutex<()>>,
+    written: Mutex<RoaringBitmap>,
+    gate: Arc<RwLock<()>>,
+    observer: RwLock<Option<Arc<dyn WriteObserver>>>,
+}
+
+impl ReplicaDevice {
+    /// Wraps `inner`, whose pool uses `extent_size`-byte extents.
+    pub fn new(inner: Arc<dyn BlockDevice>, extent_size: u32) -> ReplicaDevice {
+        let bs = inner.geometry().block_size.max(1);
+        ReplicaDevice {
+            inner,
+            extent_blocks: (extent_size / bs).max(1) as u64,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            written: Mutex::new(RoaringBitmap::new()),
+            gate: Arc::new(RwLock::new(())),
+            observer: RwLock::new(None),
+        }
+    }
+
+    /// The wrapped device.
+    pub fn inner(&self) -> &Arc<dyn BlockDevice> {
+        &self.inner
+    }
+
+    /// Blocks per extent.
+    pub fn extent_blocks(&self) -> u64 {
+        self.extent_blocks
+    }
+
+    /// Locks extent `vext` against writes (the copier's side).
+    pub fn lock_extent(&self, vext: u32) -> MutexGuard<'_, ()> {
+        self.stripes[vext as usize % STRIPES].lock()
+    }
+
+    /// Whether `vext` was written since [`ReplicaDevice::clear_written`].
+    pub fn was_written(&self, vext: u32) -> bool {
+        self.written.lock().contains(vext)
+    }
+
+    /// Forgets which extents were written (a copy job starts).
+    pub fn clear_written(&self) {
+        self.written.lock().clear();
+    }
+
+    /// Holds every write until the guard drops (consistent point in time).
+    pub fn hold_writes(&self) -> WriteHoldGuard {
+        self.gate.write_arc()
+    }
+
+    /// Installs or removes the write observer.
+    pub fn set_observer(&self, observer: Option<Arc<dyn WriteObserver>>) {
+        *self.observer.write() = observer;
+    }
+
+    fn extents(&self, lba: u64, blocks: u64) -> std::ops::RangeInclusive<u64> {
+        let first = lba / self.extent_blocks;
+        let last = (lba + blocks.max(1) - 1) / self.extent_blocks;
+        first..=last
+    }
+
+    fn lock_range(&self, lba: u64, blocks: u64) -> Vec<MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = self
+            .extents(lba, blocks)
+            .map(|v| v as usize % STRIPES)
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let locks = idx.into_iter().map(|i| self.stripes[i].lock()).collect();
+        // Marked under the locks: a copier holding an extent's lock sees
+        // either the write done or not begun.
+        let mut written = self.written.lock();
+        for v in self.extents(lba, blocks) {
+            written.insert(v as u32);
+        }
+        locks
+    }
+}
+
+impl BlockDevice for ReplicaDevice {
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry()
+    }
+
+    fn read_only(&self) -> bool {
+        self.inner.read_only()
+    }
+
+    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.inner.read(lba, buf)
+    }
+
+    fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError> {
+        let g = self.geometry();
+        let blocks = g.blocks_in(data.len())?;
+        g.check_range(lba, blocks)?;
+        let _gate = self.gate.read();
+        let _locks = self.lock_range(lba, blocks);
+        self.inner.write(lba, data, durability)?;
+        if let Some(o) = self.observer.read().as_ref() {
+            o.wrote(lba, data, durability)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), BlockError> {
+        self.inner.flush()?;
+        if let Some(o) = self.observer.read().as_ref() {
+            o.flushed()?;
+        }
+        Ok(())
+    }
+
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        self.geometry().check_range(lba, blocks)?;
+        let _gate = self.gate.read();
+        let _locks = self.lock_range(lba, blocks);
+        self.inner.unmap(lba, blocks)?;
+        if let Some(o) = self.observer.read().as_ref() {
+            o.unmapped(lba, blocks)?;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, lba: u64, blocks: u64, may_unmap: bool) -> Result<(), BlockError> {
+        self.geometry().check_range(lba, blocks)?;
+        let _gate = self.gate.read();
+        let _locks = self.lock_range(lba, blocks);
+        self.inner.write_zeroes(lba, blocks, may_unmap)?;
+        if let Some(o) = self.observer.read().as_ref() {
+            o.unmapped(lba, blocks)?;
+        }
+        Ok(())
+    }
+
+    fn provisioning(&self, lba: u64) -> Result<ProvisioningRun, BlockError> {
+        self.inner.provisioning(lba)
+    }
+}
