@@ -20,7 +20,7 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::create(dir.path().join("pool.img"), 256 * MIB, EXTENT as u32).unwrap();
+        let pool = Pool::create(dir.path().join("pool.img"), 1024 * MIB, EXTENT as u32).unwrap();
         let svc = ReplicationService::open(
             [("p".to_string(), pool.clone())],
             dir.path().join("repl.json"),
