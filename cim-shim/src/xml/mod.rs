@@ -1,0 +1,5 @@
+//! CIM-XML (DSP0201) codec.
+
+pub mod decode;
+pub mod dom;
+pub mod encode;
