@@ -40,12 +40,22 @@ pub mod op {
     pub const WRITE_12: u8 = 0xAA;
     pub const WRITE_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
+    pub const PRE_FETCH_10: u8 = 0x34;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
+    pub const SANITIZE: u8 = 0x48;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
+    pub const ORWRITE_16: u8 = 0x8B;
+    pub const PRE_FETCH_16: u8 = 0x90;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
+    pub const READ_DEFECT_DATA_12: u8 = 0xB7;
 
     /// SERVICE ACTION IN (16) service actions.
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
     pub const SA_GET_LBA_STATUS: u16 = 0x12;
     /// MAINTENANCE IN service action.
     pub const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
+    /// MAINTENANCE IN service action REPORT TARGET PORT GROUPS.
+    pub const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
 }
 
 /// Which CDB size a read/write-family command came in.
@@ -160,6 +170,47 @@ pub enum Cdb {
         options: u8,
         opcode: u8,
         sa: u16,
+        alloc: u32,
+    },
+    /// COMPARE AND WRITE: `blocks` is NUMBER OF LOGICAL BLOCKS.
+    CompareAndWrite {
+        lba: u64,
+        blocks: u8,
+        fua: bool,
+    },
+    OrWrite {
+        lba: u64,
+        blocks: u32,
+        fua: bool,
+    },
+    WriteAtomic {
+        lba: u64,
+        boundary: u16,
+        blocks: u16,
+        fua: bool,
+    },
+    PreFetch {
+        ten: bool,
+        lba: u64,
+        blocks: u32,
+        immed: bool,
+    },
+    ReadDefectData {
+        twelve: bool,
+        plist: bool,
+        glist: bool,
+        format: u8,
+        alloc: u32,
+    },
+    Sanitize {
+        immed: bool,
+        ause: bool,
+        sa: u8,
+        len: u32,
+    },
+    /// REPORT TARGET PORT GROUPS; `format` is PARAMETER DATA FORMAT.
+    ReportTargetPortGroups {
+        format: u8,
         alloc: u32,
     },
 }
@@ -280,6 +331,10 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
                 options: b[2] & 0x07,
                 opcode: b[3],
                 sa: be16(&b[4..]) as u16,
+                alloc: be32(&b[6..]),
+            },
+            op::SA_REPORT_TARGET_PORT_GROUPS => Cdb::ReportTargetPortGroups {
+                format: b[1] >> 5,
                 alloc: be32(&b[6..]),
             },
             _ => return Err(Sense::invalid_cdb_field(1, Some(4))),
@@ -407,6 +462,72 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
             anchor: b[1] & 0x01 != 0,
             len: be16(&b[7..]),
         },
+        op::COMPARE_AND_WRITE | op::ORWRITE_16 | op::WRITE_ATOMIC_16 => {
+            // WRPROTECT / ORPROTECT: no protection information.
+            if b[1] & 0xE0 != 0 {
+                return Err(Sense::invalid_cdb_field(1, Some(7)));
+            }
+            let lba = be64(&b[2..]);
+            let fua = b[1] & 0x08 != 0;
+            match opcode {
+                op::COMPARE_AND_WRITE => Cdb::CompareAndWrite {
+                    lba,
+                    blocks: b[13],
+                    fua,
+                },
+                op::ORWRITE_16 => Cdb::OrWrite {
+                    lba,
+                    blocks: be32(&b[10..]),
+                    fua,
+                },
+                _ => Cdb::WriteAtomic {
+                    lba,
+                    boundary: be16(&b[10..]) as u16,
+                    blocks: be16(&b[12..]) as u16,
+                    fua,
+                },
+            }
+        }
+        op::PRE_FETCH_10 => Cdb::PreFetch {
+            ten: true,
+            lba: be32(&b[2..]) as u64,
+            blocks: be16(&b[7..]),
+            immed: b[1] & 0x02 != 0,
+        },
+        op::PRE_FETCH_16 => Cdb::PreFetch {
+            ten: false,
+            lba: be64(&b[2..]),
+            blocks: be32(&b[10..]),
+            immed: b[1] & 0x02 != 0,
+        },
+        op::READ_DEFECT_DATA_10 => Cdb::ReadDefectData {
+            twelve: false,
+            plist: b[2] & 0x10 != 0,
+            glist: b[2] & 0x08 != 0,
+            format: b[2] & 0x07,
+            alloc: be16(&b[7..]),
+        },
+        op::READ_DEFECT_DATA_12 => Cdb::ReadDefectData {
+            twelve: true,
+            plist: b[1] & 0x10 != 0,
+            glist: b[1] & 0x08 != 0,
+            format: b[1] & 0x07,
+            alloc: be32(&b[6..]),
+        },
+        op::SANITIZE => {
+            if b[1] & 0x40 != 0 {
+                return Err(Sense::invalid_cdb_field(1, Some(6)));
+            }
+            if let Some(i) = (2..7).find(|&i| b[i] != 0) {
+                return Err(Sense::invalid_cdb_field(i as u16, Some(7)));
+            }
+            Cdb::Sanitize {
+                immed: b[1] & 0x80 != 0,
+                ause: b[1] & 0x20 != 0,
+                sa: b[1] & 0x1F,
+                len: be16(&b[7..]),
+            }
+        }
         _ => return Err(Sense::invalid_opcode()),
     };
     // NACA is not supported (SAM-5 5.9.1.2); the obsolete LINK bit neither.

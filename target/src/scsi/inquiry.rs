@@ -1,6 +1,8 @@
 //! INQUIRY (SPC-4 6.6): standard data and the VPD pages 00h, 80h, 83h, B0h,
 //! B1h and B2h.
 
+use super::atomic::{max_atomic_blocks, max_compare_and_write_blocks};
+use super::sanitize;
 use super::sense::Sense;
 use super::{
     Ctx, Reply, ScsiResult, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
@@ -22,7 +24,7 @@ pub fn inquiry(ctx: &Ctx<'_>, evpd: bool, page: u8, alloc: u32) -> ScsiResult {
         0x80 => vpd(0x80, ascii(&ctx.lu.identity.serial)),
         0x83 => vpd(0x83, device_identification(ctx)),
         0xB0 => vpd(0xB0, block_limits(ctx)),
-        0xB1 => vpd(0xB1, characteristics()),
+        0xB1 => vpd(0xB1, characteristics(ctx)),
         0xB2 => vpd(0xB2, provisioning(ctx)),
         _ => return Err(Sense::invalid_cdb_field(2, Some(7))),
     };
@@ -52,7 +54,7 @@ fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HISUP, response data format 2
     d[4] = (d.len() - 5) as u8;
-    d[5] = 0x00; // no SCCS, ACC, TPGS, 3PC, PROTECT
+    d[5] = 0x10; // TPGS 01b: implicit ALUA only; no SCCS, ACC, 3PC, PROTECT
     d[6] = 0x00;
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&padded(&id.vendor, 8));
@@ -126,7 +128,7 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
     let mut d = vec![0u8; 0x3C];
     // Offsets below are page offsets minus the 4-byte header.
     d[0] = 0x01; // WSNZ: WRITE SAME with 0 blocks is not supported
-    d[1] = 0; // no COMPARE AND WRITE
+    d[1] = max_compare_and_write_blocks(g.block_size);
     let gran = (4096 / bs).max(1) as u16;
     d[2..4].copy_from_slice(&gran.to_be_bytes());
     d[4..8].copy_from_slice(&((MAX_TRANSFER_BYTES / bs) as u32).to_be_bytes());
@@ -138,12 +140,23 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
         d[28..32].copy_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
     }
     d[32..40].copy_from_slice(&MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+    // WRITE ATOMIC (16): any alignment and granularity, no boundaries.
+    d[40..44].copy_from_slice(&max_atomic_blocks(g.block_size).to_be_bytes());
     d
 }
 
-fn characteristics() -> Vec<u8> {
+fn characteristics(ctx: &Ctx<'_>) -> Vec<u8> {
     let mut d = vec![0u8; 0x3C];
-    d[0..2].copy_from_slice(&1u16.to_be_bytes()); // non-rotating medium
+    // Non-rotating medium.
+    d[0..2].copy_from_slice(&1u16.to_be_bytes());
+    // WABEREQ / WACEREQ 01b: after a block or cryptographic erase, reads
+    // succeed (and return zeros). Zero when the method is not offered.
+    if sanitize::offered(ctx, sanitize::sa::BLOCK_ERASE) {
+        d[3] |= 0x40;
+    }
+    if sanitize::offered(ctx, sanitize::sa::CRYPTO_ERASE) {
+        d[3] |= 0x10;
+    }
     d
 }
 

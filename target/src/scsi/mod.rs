@@ -23,8 +23,10 @@
 //! MODE SENSE / MODE SELECT (6, 10), START STOP UNIT, PREVENT ALLOW MEDIUM
 //! REMOVAL, READ CAPACITY (10, 16), READ / WRITE (6, 10, 12, 16), WRITE AND
 //! VERIFY / VERIFY (10, 12, 16), SYNCHRONIZE CACHE (10, 16), WRITE SAME
-//! (10, 16), UNMAP, GET LBA STATUS. Anything else: INVALID COMMAND
-//! OPERATION CODE.
+//! (10, 16), UNMAP, GET LBA STATUS, COMPARE AND WRITE, ORWRITE (16), WRITE
+//! ATOMIC (16), PRE-FETCH (10, 16), READ DEFECT DATA (10, 12), SANITIZE
+//! (when allowed), REPORT TARGET PORT GROUPS. Anything else: INVALID
+//! COMMAND OPERATION CODE.
 //!
 //! ## What the transport calls
 //! - [`LunMap::data_out_len`] to know how much Data-Out to solicit, then
@@ -56,15 +58,20 @@ use bytes::BytesMut;
 use ironlun_cow::BlockDevice;
 use parking_lot::Mutex;
 
+mod alua;
+mod atomic;
 mod capacity;
 pub mod cdb;
 mod inquiry;
 pub mod mem;
 mod mode;
 mod opcodes;
+pub mod range_lock;
 mod report_luns;
 mod request_sense;
 mod rw;
+mod sanitize;
+mod sbc_misc;
 pub mod sense;
 pub mod unit_attention;
 
@@ -209,6 +216,9 @@ pub(crate) struct LuState {
     /// Nexuses with PREVENT ALLOW MEDIUM REMOVAL (PREVENT=1) in force;
     /// removal is prevented while any is (SBC-3 5.13).
     pub prevent: HashSet<u64>,
+    /// Capacity in blocks last reported; a change (resize) raises CAPACITY
+    /// DATA HAS CHANGED for every nexus.
+    pub blocks: u64,
 }
 
 /// A logical unit: a block device plus the SCSI state shared by all nexuses.
@@ -219,6 +229,13 @@ pub struct LogicalUnit {
     pub(crate) state: Mutex<LuState>,
     /// Mode values that resets return to.
     defaults: ModeValues,
+    /// LBA ranges held by commands that write (atomicity of COMPARE AND
+    /// WRITE, ORWRITE, WRITE ATOMIC).
+    pub(crate) ranges: range_lock::RangeLock,
+    /// Target port groups through which the unit is reached (ALUA).
+    pub(crate) alua: alua::PortGroups,
+    /// SANITIZE in progress.
+    pub(crate) sanitize: sanitize::SanitizeState,
 }
 
 impl std::fmt::Debug for LogicalUnit {
@@ -276,6 +293,7 @@ impl LogicalUnit {
     /// A logical unit over `device`.
     pub fn new(device: Arc<dyn BlockDevice>, identity: LuIdentity, options: LuOptions) -> Self {
         let defaults = ModeValues::default();
+        let blocks = device.geometry().blocks;
         LogicalUnit {
             device,
             identity,
@@ -285,8 +303,12 @@ impl LogicalUnit {
                 ua: UnitAttentions::default(),
                 loaded: true,
                 prevent: HashSet::new(),
+                blocks,
             }),
             defaults,
+            ranges: range_lock::RangeLock::new(),
+            alua: alua::PortGroups::default(),
+            sanitize: sanitize::SanitizeState::default(),
         }
     }
 
@@ -303,6 +325,7 @@ impl LogicalUnit {
     /// Starts tracking a nexus for unit attentions (none pending).
     pub fn register_nexus(&self, nexus: &Nexus) {
         self.state.lock().ua.register(nexus.id);
+        self.alua.saw(&nexus.target_port);
     }
 
     /// Forgets a nexus whose I_T nexus has been lost.
@@ -330,10 +353,10 @@ impl LogicalUnit {
 
     /// The capacity changed (resize): CAPACITY DATA HAS CHANGED for all.
     pub fn notify_capacity_changed(&self) {
-        self.state
-            .lock()
-            .ua
-            .push_all(unit_attention::CAPACITY_CHANGED, None);
+        let blocks = self.device.geometry().blocks;
+        let mut st = self.state.lock();
+        st.blocks = blocks;
+        st.ua.push_all(unit_attention::CAPACITY_CHANGED, None);
     }
 
     /// Pending unit attentions for a nexus (for tests and diagnostics).
@@ -349,9 +372,15 @@ impl LogicalUnit {
     fn execute(&self, map: &LunMap, nexus: &Nexus, req: &CommandRequest<'_>) -> CommandOutcome {
         let opcode = req.cdb.first().copied().unwrap_or(0xFF);
         let exempt = matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE);
+        let blocks = self.device.geometry().blocks;
         {
             let mut st = self.state.lock();
             st.ua.register(nexus.id);
+            if blocks != st.blocks {
+                // Resized underneath us: tell every nexus once.
+                st.blocks = blocks;
+                st.ua.push_all(unit_attention::CAPACITY_CHANGED, None);
+            }
             if !exempt && !req.cdb.is_empty() {
                 if let Some(ua) = st.ua.take(nexus.id) {
                     return check_condition(ua, st.mode.d_sense);
@@ -378,6 +407,7 @@ impl LogicalUnit {
 
     /// Commands that need the medium fail with NOT READY when it is out.
     fn check_loaded(&self) -> Result<(), Sense> {
+        self.sanitize.check()?;
         if self.state.lock().loaded {
             Ok(())
         } else {
@@ -410,14 +440,20 @@ impl LogicalUnit {
                 opcode,
                 sa,
                 alloc,
-            } => opcodes::report(rctd, options, opcode, sa, alloc),
+            } => opcodes::report(ctx, rctd, options, opcode, sa, alloc),
+            Cdb::ReportTargetPortGroups { format, alloc } => {
+                alua::report_target_port_groups(ctx, format, alloc)
+            }
             Cdb::StartStopUnit {
                 immed: _,
                 power_condition,
                 no_flush,
                 loej,
                 start,
-            } => self.start_stop(power_condition, no_flush, loej, start),
+            } => {
+                self.sanitize.check()?;
+                self.start_stop(power_condition, no_flush, loej, start)
+            }
             Cdb::PreventAllow { prevent } => {
                 if prevent > 1 {
                     return Err(Sense::invalid_cdb_field(4, Some(1)));
@@ -437,6 +473,25 @@ impl LogicalUnit {
                 match other {
                     Cdb::ReadCapacity10 { .. } => capacity::read_capacity_10(ctx),
                     Cdb::ReadCapacity16 { alloc } => capacity::read_capacity_16(ctx, alloc),
+                    Cdb::CompareAndWrite { lba, blocks, fua } => {
+                        atomic::compare_and_write(ctx, lba, blocks, fua)
+                    }
+                    Cdb::OrWrite { lba, blocks, fua } => atomic::orwrite(ctx, lba, blocks, fua),
+                    Cdb::WriteAtomic {
+                        lba,
+                        boundary,
+                        blocks,
+                        fua,
+                    } => atomic::write_atomic(ctx, lba, boundary, blocks, fua),
+                    Cdb::PreFetch { lba, blocks, .. } => sbc_misc::pre_fetch(ctx, lba, blocks),
+                    Cdb::ReadDefectData {
+                        twelve,
+                        plist,
+                        glist,
+                        format,
+                        alloc,
+                    } => sbc_misc::read_defect_data(twelve, plist, glist, format, alloc),
+                    Cdb::Sanitize { sa, len, .. } => sanitize::sanitize(ctx, sa, len),
                     _ => rw::execute(ctx, other),
                 }
             }
@@ -519,7 +574,12 @@ impl LunMap {
         let c = cdb::decode(cdb).ok()?;
         let bs = lu.device.geometry().block_size as u64;
         let bytes = match c {
-            Cdb::Write { blocks, .. } | Cdb::WriteAndVerify { blocks, .. } => blocks as u64 * bs,
+            Cdb::Write { blocks, .. }
+            | Cdb::WriteAndVerify { blocks, .. }
+            | Cdb::OrWrite { blocks, .. } => blocks as u64 * bs,
+            Cdb::WriteAtomic { blocks, .. } => blocks as u64 * bs,
+            Cdb::CompareAndWrite { blocks, .. } => 2 * blocks as u64 * bs,
+            Cdb::Sanitize { len, .. } => len as u64,
             Cdb::Verify { blocks, bytchk, .. } => match bytchk {
                 1 => blocks as u64 * bs,
                 3 if blocks > 0 => bs,
@@ -591,6 +651,15 @@ impl LunMap {
     pub fn register_nexus(&self, nexus: &Nexus) {
         for lu in self.luns.values() {
             lu.register_nexus(nexus);
+        }
+    }
+
+    /// Announces a target port through which every logical unit of the map
+    /// is reachable (REPORT TARGET PORT GROUPS lists its group even before
+    /// a session arrives through it).
+    pub fn add_target_port(&self, port: &TargetPort) {
+        for lu in self.luns.values() {
+            lu.alua.saw(port);
         }
     }
 
@@ -832,7 +901,15 @@ mod tests {
     #[test]
     fn never_panics_on_noise() {
         // A cheap deterministic stand-in for the cargo-fuzz target.
-        let t = Harness::with_options(64, true, false, true);
+        let t = Harness::with_lu_options(
+            64,
+            true,
+            LuOptions {
+                removable: true,
+                allow_sanitize: true,
+                ..LuOptions::default()
+            },
+        );
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = || {
             x ^= x << 13;
@@ -843,7 +920,7 @@ mod tests {
         let ops = [
             0x00u8, 0x03, 0x08, 0x0A, 0x12, 0x15, 0x1A, 0x1B, 0x1E, 0x25, 0x28, 0x2A, 0x2E, 0x2F,
             0x35, 0x41, 0x42, 0x55, 0x5A, 0x88, 0x8A, 0x8E, 0x8F, 0x91, 0x93, 0x9E, 0xA0, 0xA3,
-            0xA8, 0xAA, 0xAE, 0xAF,
+            0xA8, 0xAA, 0xAE, 0xAF, 0x34, 0x37, 0x48, 0x89, 0x8B, 0x90, 0x9C, 0xB7,
         ];
         for i in 0..20_000 {
             let len = (next() % 18) as usize;
@@ -863,7 +940,9 @@ mod tests {
             let nexus = t.nexus(next() % 3);
             let _ = t.map.data_out_len(0, &cdb);
             let o = t.exec(next() % 2, &nexus, &cdb, out, edtl);
-            assert_eq!(o.status == status::GOOD, o.sense.is_none());
+            // GOOD and RESERVATION CONFLICT carry no sense data.
+            let senseless = matches!(o.status, status::GOOD | status::RESERVATION_CONFLICT);
+            assert_eq!(senseless, o.sense.is_none(), "{cdb:02x?} {o:?}");
             assert!(o.data_in.len() as u64 <= o.transfer_len as u64);
         }
     }

@@ -3,8 +3,9 @@
 //! usage masks that say exactly which bits this device server looks at, and
 //! command timeouts descriptors when RCTD is set.
 
+use super::sanitize;
 use super::sense::Sense;
-use super::{Reply, ScsiResult};
+use super::{Ctx, Reply, ScsiResult};
 
 /// One supported command.
 pub struct Descriptor {
@@ -68,10 +69,22 @@ pub static SUPPORTED: &[Descriptor] = &[
         60,
     ),
     d(
+        0x34,
+        None,
+        &[0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0x05],
+        60,
+    ),
+    d(
         0x35,
         None,
         &[0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0x05],
         60,
+    ),
+    d(
+        0x37,
+        None,
+        &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0x05],
+        10,
     ),
     d(
         0x41,
@@ -84,6 +97,30 @@ pub static SUPPORTED: &[Descriptor] = &[
         None,
         &[0x42, 0x01, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0x05],
         120,
+    ),
+    d(
+        0x48,
+        Some(0x01),
+        &[0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05],
+        3600,
+    ),
+    d(
+        0x48,
+        Some(0x02),
+        &[0x48, 0xA2, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05],
+        3600,
+    ),
+    d(
+        0x48,
+        Some(0x03),
+        &[0x48, 0xA3, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05],
+        3600,
+    ),
+    d(
+        0x48,
+        Some(0x1F),
+        &[0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05],
+        60,
     ),
     d(
         0x55,
@@ -107,10 +144,27 @@ pub static SUPPORTED: &[Descriptor] = &[
         60,
     ),
     d(
+        0x89,
+        None,
+        &[
+            0x89, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0x05,
+        ],
+        60,
+    ),
+    d(
         0x8A,
         None,
         &[
             0x8A, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+            0x1F, 0x05,
+        ],
+        60,
+    ),
+    d(
+        0x8B,
+        None,
+        &[
+            0x8B, 0xFA, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
             0x1F, 0x05,
         ],
         60,
@@ -134,6 +188,15 @@ pub static SUPPORTED: &[Descriptor] = &[
         60,
     ),
     d(
+        0x90,
+        None,
+        &[
+            0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+            0x1F, 0x05,
+        ],
+        60,
+    ),
+    d(
         0x91,
         None,
         &[
@@ -150,6 +213,15 @@ pub static SUPPORTED: &[Descriptor] = &[
             0x1F, 0x05,
         ],
         120,
+    ),
+    d(
+        0x9C,
+        None,
+        &[
+            0x9C, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+            0x1F, 0x05,
+        ],
+        60,
     ),
     d(
         0x9E,
@@ -172,6 +244,12 @@ pub static SUPPORTED: &[Descriptor] = &[
         0xA0,
         None,
         &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05],
+        10,
+    ),
+    d(
+        0xA3,
+        Some(0x0A),
+        &[0xA3, 0xEA, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05],
         10,
     ),
     d(
@@ -214,13 +292,28 @@ pub static SUPPORTED: &[Descriptor] = &[
         ],
         60,
     ),
+    d(
+        0xB7,
+        None,
+        &[
+            0xB7, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05,
+        ],
+        10,
+    ),
 ];
 
+/// Whether this logical unit serves the command (SANITIZE only when
+/// allowed, its erase methods only on thin devices).
+fn available(ctx: &Ctx<'_>, c: &Descriptor) -> bool {
+    match (c.opcode, c.sa) {
+        (0x48, Some(sa)) => sanitize::offered(ctx, sa as u8),
+        _ => true,
+    }
+}
+
 /// Whether an opcode uses service actions (among those we implement).
-fn has_service_actions(opcode: u8) -> bool {
-    SUPPORTED
-        .iter()
-        .any(|c| c.opcode == opcode && c.sa.is_some())
+fn has_service_actions(list: &[&Descriptor], opcode: u8) -> bool {
+    list.iter().any(|c| c.opcode == opcode && c.sa.is_some())
 }
 
 fn timeouts(c: &Descriptor) -> [u8; 12] {
@@ -231,11 +324,19 @@ fn timeouts(c: &Descriptor) -> [u8; 12] {
     t
 }
 
-pub fn report(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> ScsiResult {
+pub fn report(
+    ctx: &Ctx<'_>,
+    rctd: bool,
+    options: u8,
+    opcode: u8,
+    sa: u16,
+    alloc: u32,
+) -> ScsiResult {
+    let list: Vec<&Descriptor> = SUPPORTED.iter().filter(|c| available(ctx, c)).collect();
     let data = match options {
         0 => {
             let mut d = vec![0u8; 4];
-            for c in SUPPORTED {
+            for c in &list {
                 d.push(c.opcode);
                 d.push(0);
                 d.extend_from_slice(&c.sa.unwrap_or(0).to_be_bytes());
@@ -251,23 +352,21 @@ pub fn report(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> ScsiR
             d
         }
         1..=3 => {
-            let with_sa = has_service_actions(opcode);
+            let with_sa = has_service_actions(&list, opcode);
             let found = match options {
                 1 => {
                     if with_sa {
                         return Err(Sense::invalid_cdb_field(2, Some(2)));
                     }
-                    SUPPORTED.iter().find(|c| c.opcode == opcode)
+                    list.iter().find(|c| c.opcode == opcode)
                 }
                 2 => {
-                    if !with_sa && SUPPORTED.iter().any(|c| c.opcode == opcode) {
+                    if !with_sa && list.iter().any(|c| c.opcode == opcode) {
                         return Err(Sense::invalid_cdb_field(2, Some(2)));
                     }
-                    SUPPORTED
-                        .iter()
-                        .find(|c| c.opcode == opcode && c.sa == Some(sa))
+                    list.iter().find(|c| c.opcode == opcode && c.sa == Some(sa))
                 }
-                _ => SUPPORTED
+                _ => list
                     .iter()
                     .find(|c| c.opcode == opcode && (c.sa.is_none() || c.sa == Some(sa))),
             };
@@ -294,6 +393,7 @@ pub fn report(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> ScsiR
 mod tests {
     use super::super::cdb;
     use super::super::testutil::*;
+    use super::super::LuOptions;
     use super::*;
 
     fn rsoc(rctd: bool, options: u8, opcode: u8, sa: u16) -> Vec<u8> {
@@ -320,7 +420,7 @@ mod tests {
             assert_eq!(c.usage[0], c.opcode);
             assert_eq!(Some(c.usage.len()), cdb::cdb_len(c.opcode));
             if let Some(sa) = c.sa {
-                assert_eq!(c.usage[1] as u16, sa);
+                assert_eq!((c.usage[1] & 0x1F) as u16, sa);
             }
             // Every listed command decodes (not "invalid opcode").
             let mut raw = vec![0u8; c.usage.len()];
@@ -339,7 +439,14 @@ mod tests {
 
     #[test]
     fn all_and_one_command_forms() {
-        let t = Harness::new(64, true);
+        let t = Harness::with_lu_options(
+            64,
+            true,
+            LuOptions {
+                allow_sanitize: true,
+                ..LuOptions::default()
+            },
+        );
         let o = t.run(&rsoc(false, 0, 0, 0));
         assert_eq!(o.status, 0);
         let len = u32::from_be_bytes(o.data_in[0..4].try_into().unwrap()) as usize;
@@ -362,5 +469,28 @@ mod tests {
         assert_eq!(o.data_in[5] & 0x18, 0x18, "DPO/FUA in READ(10) usage");
         let o = t.run(&rsoc(false, 1, 0xC0, 0));
         assert_eq!((o.status, o.data_in[1] & 7), (0, 1));
+        for op in [0x89u8, 0x8B, 0x9C] {
+            let o = t.run(&rsoc(false, 1, op, 0));
+            assert_eq!(o.data_in[5] & 0x18, 0x18, "DPO/FUA in {op:x} usage");
+        }
+    }
+
+    #[test]
+    fn sanitize_listed_only_where_served() {
+        let count = |t: &Harness| {
+            let o = t.run(&rsoc(false, 0, 0, 0));
+            o.data_in[4..].chunks(8).filter(|d| d[0] == 0x48).count()
+        };
+        assert_eq!(count(&Harness::new(64, true)), 0);
+        let opts = LuOptions {
+            allow_sanitize: true,
+            ..LuOptions::default()
+        };
+        assert_eq!(count(&Harness::with_lu_options(64, true, opts.clone())), 4);
+        // Thick: OVERWRITE and EXIT FAILURE MODE only.
+        let t = Harness::with_lu_options(64, false, opts);
+        assert_eq!(count(&t), 2);
+        let o = t.run(&rsoc(false, 2, 0x48, 2));
+        assert_eq!(o.data_in[1] & 7, 1);
     }
 }

@@ -58,7 +58,7 @@ pub fn execute(ctx: &Ctx<'_>, c: Cdb) -> ScsiResult {
 
 /// LBA range check (SBC-3 4.5): the first LBA must exist and the range
 /// must end inside the medium; a zero-length range still needs a valid LBA.
-fn check_range(g: &Geometry, lba: u64, blocks: u64) -> Result<(), Sense> {
+pub(super) fn check_range(g: &Geometry, lba: u64, blocks: u64) -> Result<(), Sense> {
     if lba >= g.blocks || lba.checked_add(blocks).is_none_or(|end| end > g.blocks) {
         return Err(Sense::lba_out_of_range());
     }
@@ -83,18 +83,18 @@ fn check_transfer(g: &Geometry, width: Width, blocks: u32) -> Result<u64, Sense>
     Ok(bytes)
 }
 
-fn read_err(e: ironlun_cow::BlockError) -> Sense {
+pub(super) fn read_err(e: ironlun_cow::BlockError) -> Sense {
     Sense::from_block_error(&e, false)
 }
 
-fn write_err(e: ironlun_cow::BlockError) -> Sense {
+pub(super) fn write_err(e: ironlun_cow::BlockError) -> Sense {
     Sense::from_block_error(&e, true)
 }
 
 /// Refuses writes to a protected unit; otherwise the durability a write
 /// needs (FUA, or WCE=0: every write forced to stable storage). One look at
 /// the mode state serves both.
-fn writable(ctx: &Ctx<'_>, fua: bool) -> Result<Durability, Sense> {
+pub(super) fn writable(ctx: &Ctx<'_>, fua: bool) -> Result<Durability, Sense> {
     let mode = ctx.lu.mode();
     if mode.swp || ctx.lu.options.read_only || ctx.lu.device.read_only() {
         return Err(Sense::write_protected());
@@ -134,6 +134,7 @@ fn write(ctx: &Ctx<'_>, width: Width, lba: u64, blocks: u32, fua: bool) -> ScsiR
     // transfer length; data beyond it is not ours to write).
     let arrived = ctx.req.data_out.len().min(bytes as usize) / bs * bs;
     if arrived > 0 {
+        let _range = ctx.lu.ranges.lock(lba, (arrived / bs) as u64);
         ctx.lu
             .device
             .write(lba, &ctx.req.data_out[..arrived], durability)
@@ -239,6 +240,7 @@ fn write_same(
         &ctx.req.data_out[..bs as usize]
     };
     let dev = &ctx.lu.device;
+    let _range = ctx.lu.ranges.lock(lba, blocks as u64);
     if pattern.iter().all(|&b| b == 0) {
         dev.write_zeroes(lba, blocks as u64, unmap && g.thin)
             .map_err(write_err)?;
@@ -305,6 +307,7 @@ fn unmap(ctx: &Ctx<'_>, anchor: bool, len: u32) -> ScsiResult {
     }
     for (lba, blocks) in ranges {
         if blocks > 0 {
+            let _range = ctx.lu.ranges.lock(lba, blocks);
             ctx.lu.device.unmap(lba, blocks).map_err(write_err)?;
         }
     }

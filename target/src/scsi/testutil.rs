@@ -25,6 +25,18 @@ impl Harness {
     }
 
     pub fn with_options(blocks: u64, thin: bool, read_only: bool, removable: bool) -> Harness {
+        Harness::with_lu_options(
+            blocks,
+            thin,
+            LuOptions {
+                read_only,
+                removable,
+                allow_sanitize: false,
+            },
+        )
+    }
+
+    pub fn with_lu_options(blocks: u64, thin: bool, options: LuOptions) -> Harness {
         let dev = Arc::new(MemDevice::new(blocks, thin));
         let lu = LogicalUnit::new(
             dev.clone(),
@@ -35,11 +47,7 @@ impl Harness {
                 serial: "serial-0".into(),
                 naa: NAA,
             },
-            LuOptions {
-                read_only,
-                removable,
-                allow_sanitize: false,
-            },
+            options,
         );
         let mut map = LunMap::new();
         map.insert(0, Arc::new(lu));
