@@ -4,7 +4,8 @@
 //!
 //! Input: records of `[flags u8][cdb len u8][cdb][edtl u16 BE][data len u16 BE][data]`.
 //! `flags` bit 0 picks an unmapped LUN, bit 1 a second nexus, bits 2-3 a
-//! task-management reset before the command.
+//! task-management reset before the command. Bit 7 of the first byte makes
+//! the LUN removable, bit 6 allows SANITIZE.
 
 #![no_main]
 
@@ -68,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         LuOptions {
             read_only: false,
             removable: data.first().is_some_and(|b| b & 0x80 != 0),
-            allow_sanitize: false,
+            allow_sanitize: data.first().is_some_and(|b| b & 0x40 != 0),
         },
     );
     let mut map = LunMap::new();
@@ -103,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
             data_out,
         };
         let out = map.execute(lun, n, &req);
-        if out.status == status::GOOD {
+        if out.status == status::GOOD || out.status == status::RESERVATION_CONFLICT {
             assert!(out.sense.is_none());
         } else {
             assert_eq!(out.status, status::CHECK_CONDITION);
