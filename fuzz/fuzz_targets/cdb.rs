@@ -70,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
             read_only: false,
             removable: data.first().is_some_and(|b| b & 0x80 != 0),
             allow_sanitize: data.first().is_some_and(|b| b & 0x40 != 0),
+            state_dir: None,
         },
     );
     let mut map = LunMap::new();

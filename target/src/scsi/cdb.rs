@@ -48,6 +48,12 @@ pub mod op {
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const WRITE_ATOMIC_16: u8 = 0x9C;
     pub const READ_DEFECT_DATA_12: u8 = 0xB7;
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
+    pub const RESERVE_10: u8 = 0x56;
+    pub const RELEASE_10: u8 = 0x57;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
 
     /// SERVICE ACTION IN (16) service actions.
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
@@ -212,6 +218,27 @@ pub enum Cdb {
     ReportTargetPortGroups {
         format: u8,
         alloc: u32,
+    },
+    /// PERSISTENT RESERVE IN (service action 0..=3).
+    PersistentReserveIn {
+        sa: u8,
+        alloc: u32,
+    },
+    /// PERSISTENT RESERVE OUT (service action 0..=7); `len` is the
+    /// parameter list length.
+    PersistentReserveOut {
+        sa: u8,
+        scope: u8,
+        rtype: u8,
+        len: u32,
+    },
+    /// SPC-2 RESERVE (6) / (10), third-party and extents refused.
+    Reserve {
+        ten: bool,
+    },
+    /// SPC-2 RELEASE (6) / (10).
+    Release {
+        ten: bool,
     },
 }
 
@@ -526,6 +553,45 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
                 ause: b[1] & 0x20 != 0,
                 sa: b[1] & 0x1F,
                 len: be16(&b[7..]),
+            }
+        }
+        op::PERSISTENT_RESERVE_IN => {
+            if b[1] & 0x1F > 3 {
+                return Err(Sense::invalid_cdb_field(1, Some(4)));
+            }
+            Cdb::PersistentReserveIn {
+                sa: b[1] & 0x1F,
+                alloc: be16(&b[7..]),
+            }
+        }
+        op::PERSISTENT_RESERVE_OUT => {
+            if b[1] & 0x1F > 7 {
+                return Err(Sense::invalid_cdb_field(1, Some(4)));
+            }
+            Cdb::PersistentReserveOut {
+                sa: b[1] & 0x1F,
+                scope: b[2] >> 4,
+                rtype: b[2] & 0x0F,
+                len: be32(&b[5..]),
+            }
+        }
+        op::RESERVE_6 | op::RELEASE_6 | op::RESERVE_10 | op::RELEASE_10 => {
+            let ten = opcode == op::RESERVE_10 || opcode == op::RELEASE_10;
+            // 3RDPTY (and LONGID with it) and the obsolete extent bit: no
+            // third-party or extent reservations.
+            if b[1] & 0x10 != 0 {
+                return Err(Sense::invalid_cdb_field(1, Some(4)));
+            }
+            if ten && b[1] & 0x02 != 0 {
+                return Err(Sense::invalid_cdb_field(1, Some(1)));
+            }
+            if !ten && b[1] & 0x01 != 0 {
+                return Err(Sense::invalid_cdb_field(1, Some(0)));
+            }
+            if opcode == op::RESERVE_6 || opcode == op::RESERVE_10 {
+                Cdb::Reserve { ten }
+            } else {
+                Cdb::Release { ten }
             }
         }
         _ => return Err(Sense::invalid_opcode()),

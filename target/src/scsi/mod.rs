@@ -17,6 +17,10 @@
 //! - `inquiry`, `capacity`, `rw`, `mode`, `report_luns`, `request_sense`,
 //!   `opcodes`: one module per command family (decode → execute → reply).
 //! - [`mem`]: an in-memory [`BlockDevice`] for tests and fuzzing.
+//! - `reservation` (PERSISTENT RESERVE IN/OUT, RESERVE/RELEASE and the
+//!   conflict check every command passes), `pr_access` (which commands a
+//!   reservation lets through), `persist` (the PR state file),
+//!   [`transport_id`] (I_T nexus identities and iSCSI TransportIDs).
 //!
 //! Commands: TEST UNIT READY, INQUIRY (standard; VPD 00h, 80h, 83h, B0h,
 //! B1h, B2h), REQUEST SENSE, REPORT LUNS, REPORT SUPPORTED OPERATION CODES,
@@ -25,8 +29,9 @@
 //! VERIFY / VERIFY (10, 12, 16), SYNCHRONIZE CACHE (10, 16), WRITE SAME
 //! (10, 16), UNMAP, GET LBA STATUS, COMPARE AND WRITE, ORWRITE (16), WRITE
 //! ATOMIC (16), PRE-FETCH (10, 16), READ DEFECT DATA (10, 12), SANITIZE
-//! (when allowed), REPORT TARGET PORT GROUPS. Anything else: INVALID
-//! COMMAND OPERATION CODE.
+//! (when allowed), REPORT TARGET PORT GROUPS, PERSISTENT RESERVE IN / OUT,
+//! RESERVE / RELEASE (6, 10). Anything else: INVALID COMMAND OPERATION
+//! CODE.
 //!
 //! ## What the transport calls
 //! - [`LunMap::data_out_len`] to know how much Data-Out to solicit, then
@@ -66,13 +71,17 @@ mod inquiry;
 pub mod mem;
 mod mode;
 mod opcodes;
+mod persist;
+mod pr_access;
 pub mod range_lock;
 mod report_luns;
 mod request_sense;
+mod reservation;
 mod rw;
 mod sanitize;
 mod sbc_misc;
 pub mod sense;
+pub mod transport_id;
 pub mod unit_attention;
 
 #[cfg(test)]
@@ -140,6 +149,9 @@ pub struct LuOptions {
     pub removable: bool,
     /// Allow SANITIZE.
     pub allow_sanitize: bool,
+    /// Directory for this unit's persistent state (persistent
+    /// reservations); `None` keeps it in memory only.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A SCSI command as the transport hands it over.
@@ -236,6 +248,8 @@ pub struct LogicalUnit {
     pub(crate) alua: alua::PortGroups,
     /// SANITIZE in progress.
     pub(crate) sanitize: sanitize::SanitizeState,
+    /// SPC-2 and persistent reservations.
+    pub(crate) reservations: reservation::Reservations,
 }
 
 impl std::fmt::Debug for LogicalUnit {
@@ -294,6 +308,7 @@ impl LogicalUnit {
     pub fn new(device: Arc<dyn BlockDevice>, identity: LuIdentity, options: LuOptions) -> Self {
         let defaults = ModeValues::default();
         let blocks = device.geometry().blocks;
+        let reservations = reservation::Reservations::new(options.state_dir.clone());
         LogicalUnit {
             device,
             identity,
@@ -309,6 +324,7 @@ impl LogicalUnit {
             ranges: range_lock::RangeLock::new(),
             alua: alua::PortGroups::default(),
             sanitize: sanitize::SanitizeState::default(),
+            reservations,
         }
     }
 
@@ -333,6 +349,8 @@ impl LogicalUnit {
         let mut st = self.state.lock();
         st.ua.remove(nexus_id);
         st.prevent.remove(&nexus_id);
+        drop(st);
+        self.reservations.nexus_lost(nexus_id);
     }
 
     /// A task-management reset reached this logical unit: mode parameters
@@ -349,6 +367,9 @@ impl LogicalUnit {
             st.loaded = true;
         }
         st.ua.reset(kind);
+        drop(st);
+        // SPC-2 reservations end; persistent reservations stay (SPC-4 5.13).
+        self.reservations.reset();
     }
 
     /// The capacity changed (resize): CAPACITY DATA HAS CHANGED for all.
@@ -393,7 +414,13 @@ impl LogicalUnit {
             nexus,
             req,
         };
-        let result = cdb::decode(req.cdb).and_then(|c| self.dispatch(&ctx, c));
+        let result = match reservation::admit(&ctx) {
+            reservation::Admit::Proceed => {
+                cdb::decode(req.cdb).and_then(|c| self.dispatch(&ctx, c))
+            }
+            reservation::Admit::Done(r) => r,
+            reservation::Admit::Conflict => return reservation::conflict_outcome(),
+        };
         match result {
             Ok(reply) => CommandOutcome {
                 status: status::GOOD,
@@ -580,6 +607,7 @@ impl LunMap {
             Cdb::WriteAtomic { blocks, .. } => blocks as u64 * bs,
             Cdb::CompareAndWrite { blocks, .. } => 2 * blocks as u64 * bs,
             Cdb::Sanitize { len, .. } => len as u64,
+            Cdb::PersistentReserveOut { len, .. } => len as u64,
             Cdb::Verify { blocks, bytchk, .. } => match bytchk {
                 1 => blocks as u64 * bs,
                 3 if blocks > 0 => bs,

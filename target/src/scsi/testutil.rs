@@ -32,6 +32,7 @@ impl Harness {
                 read_only,
                 removable,
                 allow_sanitize: false,
+                state_dir: None,
             },
         )
     }
