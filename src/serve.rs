@@ -297,6 +297,11 @@ fn build_target(
                 read_only: l.read_only || device_read_only,
                 removable: l.removable,
                 allow_sanitize,
+                state_dir: Some(pools.data_dir.join("state").join(format!(
+                    "{}-lun{}",
+                    file_stem(&t.iqn),
+                    l.id
+                ))),
             },
         );
         map.insert(l.id, Arc::new(lu));
