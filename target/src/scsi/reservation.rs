@@ -1136,6 +1136,40 @@ mod tests {
         assert_eq!(d[4..6], [0xEA, 0x01]);
     }
 
+    /// The sequence of Windows failover-cluster validation ("Validate SCSI-3
+    /// Persistent Reservation", esos#62): each node registers, one reserves
+    /// WRITE EXCLUSIVE REGISTRANTS ONLY, both read the reservation back, the
+    /// other node takes over with PREEMPT, then everything is cleared.
+    #[test]
+    fn windows_cluster_validation_sequence() {
+        let t = Harness::new(64, true);
+        let (n1, n2) = (t.nexus(1), t.nexus(2));
+        assert_eq!(out(&t, &n1, 6, 0, 0, 0x1001).status, 0);
+        assert_eq!(out(&t, &n1, 1, 5, 0x1001, 0).status, 0);
+        assert_eq!(reservation(&t, &n1), Some((0x1001, 5)));
+        assert_eq!(reservation(&t, &n2), Some((0x1001, 5)));
+        assert_eq!(write(&t, &n2), status::RESERVATION_CONFLICT);
+        assert_eq!(out(&t, &n2, 6, 0, 0, 0x2002).status, 0);
+        assert_eq!(keys(&t, &n1).1, vec![0x1001, 0x2002]);
+        // Registered under registrants-only: node 2 may write now.
+        assert_eq!(write(&t, &n2), 0);
+        // Node 2 takes over, evicting node 1.
+        assert_eq!(out(&t, &n2, 4, 5, 0x2002, 0x1001).status, 0);
+        assert_sense(&t.run_as(&n1, &[0; 6]), 6, 0x2A, 0x05);
+        assert_eq!(reservation(&t, &n1), Some((0x2002, 5)));
+        assert_eq!(keys(&t, &n1).1, vec![0x2002]);
+        assert_eq!(write(&t, &n1), status::RESERVATION_CONFLICT);
+        assert_eq!(read(&t, &n1), 0);
+        assert_eq!(
+            out(&t, &n1, 1, 5, 0x1001, 0).status,
+            status::RESERVATION_CONFLICT
+        );
+        assert_eq!(out(&t, &n2, 2, 5, 0x2002, 0).status, 0);
+        assert_eq!(out(&t, &n2, 3, 0, 0x2002, 0).status, 0);
+        assert_eq!(keys(&t, &n1).1, Vec::<u64>::new());
+        assert_eq!(write(&t, &n1), 0);
+    }
+
     #[test]
     fn register_and_move() {
         let t = Harness::new(64, true);
