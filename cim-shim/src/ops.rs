@@ -404,8 +404,13 @@ fn intrinsic(p: &dyn Provider, call: &IMethodCall, ctx: &EncodeCtx) -> Result<St
                         if refers_to(ns, target, &object) {
                             continue;
                         }
+                        let tkind = target
+                            .namespace
+                            .as_deref()
+                            .and_then(schema::namespace_kind)
+                            .unwrap_or(ns);
                         if let Some(rc) = &result_class {
-                            let ok = match schema::class(ns, &target.class_name) {
+                            let ok = match schema::class(tkind, &target.class_name) {
                                 Some(tc) => tc.is_a(rc),
                                 None => target.class_name.eq_ignore_ascii_case(rc),
                             };
@@ -422,16 +427,26 @@ fn intrinsic(p: &dyn Provider, call: &IMethodCall, ctx: &EncodeCtx) -> Result<St
                             encode::instance_path(&mut out, ctx, target);
                             out.push_str("</OBJECTPATH>");
                         } else {
-                            // Objects in other namespaces or of undeclared classes are skipped.
-                            let tns = target.namespace.as_deref().map(schema::normalize_namespace);
-                            if tns.as_deref().is_some_and(|t| t != nsname) {
+                            // The associated object may live in the other served
+                            // namespace (interop profile -> service); objects in
+                            // unknown namespaces or of undeclared classes are skipped.
+                            let tns = target
+                                .namespace
+                                .as_deref()
+                                .map(schema::normalize_namespace)
+                                .unwrap_or_else(|| nsname.to_string());
+                            let Some(tkind) = schema::namespace_kind(&tns) else {
                                 continue;
-                            }
-                            let Ok((tc, ti)) = find_instance(p, ns, nsname, target) else {
+                            };
+                            let Ok((tc, ti)) = find_instance(p, tkind, &tns, target) else {
                                 continue;
                             };
                             out.push_str("<VALUE.OBJECTWITHPATH>");
-                            encode::instance_path(&mut out, ctx, &instance_path(tc, &ti));
+                            encode::instance_path(
+                                &mut out,
+                                ctx,
+                                &instance_path(tc, &ti).with_namespace(tns),
+                            );
                             encode::instance_filtered(&mut out, ctx, Some(tc), &ti, pl.as_deref());
                             out.push_str("</VALUE.OBJECTWITHPATH>");
                         }

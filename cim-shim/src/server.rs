@@ -632,6 +632,13 @@ fn failure_document(req: &decode::CimRequest, e: CimError) -> String {
 mod tests {
     use super::percent_decode;
 
+    /// `serve` must be spawnable on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn serve_future_is_send(s: super::CimServer) {
+        fn is_send<T: Send + 'static>(_: T) {}
+        is_send(s.serve(async {}));
+    }
+
     #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("root%2Fcimv2%3AX"), "root/cimv2:X");

@@ -212,3 +212,16 @@ fn enumerations_and_associations_answer() {
         "{x}"
     );
 }
+
+#[test]
+fn interop_profile_leads_to_the_service() {
+    let p = MemoryProvider::demo();
+    let body = r#"<?xml version="1.0" encoding="utf-8" ?><CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="5" PROTOCOLVERSION="1.0"><SIMPLEREQ><IMETHODCALL NAME="Associators"><LOCALNAMESPACEPATH><NAMESPACE NAME="interop"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME="ObjectName"><INSTANCENAME CLASSNAME="CIM_RegisteredProfile"><KEYBINDING NAME="InstanceID"><KEYVALUE VALUETYPE="string">ironlun:profile:ReplicationServices</KEYVALUE></KEYBINDING></INSTANCENAME></IPARAMVALUE><IPARAMVALUE NAME="AssocClass"><CLASSNAME NAME="CIM_ElementConformsToProfile"/></IPARAMVALUE><IPARAMVALUE NAME="ResultClass"><CLASSNAME NAME="CIM_ReplicationService"/></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"#;
+    let r = decode_request(body, &Limits::default()).unwrap();
+    let x = dispatch(&p, &r, "h");
+    assert!(
+        x.contains("<INSTANCE CLASSNAME=\"MSISCSITARGET_ReplicationService\">"),
+        "{x}"
+    );
+    assert!(x.contains("<NAMESPACE NAME=\"iscsitarget\"/>"), "{x}");
+}
