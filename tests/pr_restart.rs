@@ -180,3 +180,23 @@ fn two_initiators_contend() {
     }
     assert_eq!(write(&mut b), 0);
 }
+
+#[test]
+fn damaged_state_file_is_set_aside() {
+    let dir = std::env::temp_dir().join(format!("ironlun-it-prbad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("data/state/default-lun0");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("pr.state"), b"ironlun-pr 1\ngeneration x\n").unwrap();
+    let s = Server::start_in(dir.clone(), &[]);
+    let mut c = login(&s, NODE1, None);
+    assert_eq!(read_keys(&mut c), (0, vec![]));
+    assert_eq!(read_reservation(&mut c), None);
+    assert!(state.join("pr.state.corrupt").exists());
+    assert!(s.log_text().contains("unusable"), "{}", s.log_text());
+    // New registrations are saved again.
+    assert_eq!(prout(&mut c, REGISTER, 0, 0, K1), 0);
+    assert!(state.join("pr.state").exists());
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -75,7 +75,13 @@ impl Store {
 
     /// Writes `st` atomically and durably.
     pub fn save(&self, st: &PrState) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
+        if !self.dir.is_dir() {
+            fs::create_dir_all(&self.dir)?;
+            // Make the new directory's own entry durable too.
+            if let Some(parent) = self.dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         let tmp = self.dir.join(TMP);
         {
             let mut f = OpenOptions::new()
