@@ -14,8 +14,10 @@ pub const ADMIN_USER: &str = "admin";
 /// one line `admin:<password>`, mode 0600.
 pub const CREDENTIAL_FILE: &str = "cim-admin.credential";
 
-/// One user allowed to call the server.
-#[derive(Clone, PartialEq, Eq)]
+/// One user allowed to call the server (`{ name = "...", password = "..." }`
+/// in a config file).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CimUser {
     pub name: String,
     pub password: String,

@@ -27,5 +27,5 @@ pub mod xml;
 pub use credentials::CimUser;
 pub use error::{CimError, CimStatus};
 pub use provider::{path_of, MethodOutcome, Params, Provider};
-pub use server::{CimConfig, CimServer, ServerError};
+pub use server::{CimConfig, CimServer, CimSettings, ServerError};
 pub use value::{CimType, CimValue, Instance, KeyValue, ObjectPath};

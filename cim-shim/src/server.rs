@@ -79,6 +79,54 @@ impl Default for CimConfig {
     }
 }
 
+/// The `[cim]` section of a config file, as serde reads it. Every field
+/// is optional; [`CimSettings::to_config`] fills in the defaults. An empty
+/// `http_listen` / `https_listen` list disables that listener.
+///
+/// ```toml
+/// [cim]
+/// http_listen = ["127.0.0.1:5988"]
+/// https_listen = ["127.0.0.1:5989"]
+/// tls_cert = "/etc/ironlun/cim.pem"     # with tls_key; else self-signed in the data dir
+/// tls_key = "/etc/ironlun/cim.key"
+/// users = [{ name = "admin", password = "..." }]   # else a generated admin credential
+/// max_body_bytes = 4194304
+/// request_timeout_secs = 60
+/// ```
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CimSettings {
+    pub http_listen: Option<Vec<SocketAddr>>,
+    pub https_listen: Option<Vec<SocketAddr>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub users: Vec<CimUser>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+}
+
+impl CimSettings {
+    /// The server configuration these settings describe, with `data_dir`
+    /// for the generated credential and certificate.
+    pub fn to_config(&self, data_dir: &std::path::Path) -> CimConfig {
+        let d = CimConfig::default();
+        CimConfig {
+            http_listen: self.http_listen.clone().unwrap_or(d.http_listen),
+            https_listen: self.https_listen.clone().unwrap_or(d.https_listen),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            data_dir: data_dir.to_path_buf(),
+            users: self.users.clone(),
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            request_timeout: self
+                .request_timeout_secs
+                .map(|s| Duration::from_secs(s.max(1)))
+                .unwrap_or(d.request_timeout),
+            ..d
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("CIM server: cannot listen on {addr}: {source}")]
@@ -631,6 +679,26 @@ fn failure_document(req: &decode::CimRequest, e: CimError) -> String {
 #[cfg(test)]
 mod tests {
     use super::percent_decode;
+
+    #[test]
+    fn settings_from_toml() {
+        #[derive(serde::Deserialize)]
+        struct File {
+            cim: super::CimSettings,
+        }
+        let f: File = toml::from_str(
+            "[cim]\nhttp_listen = [\"127.0.0.1:15988\"]\nhttps_listen = []\nusers = [{ name = \"ops\", password = \"pw\" }]\nrequest_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let c = f.cim.to_config(std::path::Path::new("/tmp/x"));
+        assert_eq!(c.http_listen, vec!["127.0.0.1:15988".parse().unwrap()]);
+        assert!(c.https_listen.is_empty());
+        assert_eq!(c.users[0].name, "ops");
+        assert_eq!(c.request_timeout, std::time::Duration::from_secs(5));
+        let d = super::CimSettings::default().to_config(std::path::Path::new("/tmp/x"));
+        assert_eq!(d.https_listen, vec!["127.0.0.1:5989".parse().unwrap()]);
+        assert!(toml::from_str::<File>("[cim]\nbogus = 1\n").is_err());
+    }
 
     /// `serve` must be spawnable on a multi-threaded runtime.
     #[allow(dead_code)]
