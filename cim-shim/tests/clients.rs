@@ -272,6 +272,82 @@ fn real_pywbemcli_and_wbemcli() {
         &o,
         &["ElementName = \"snap1\""],
     );
+    // Follow the job the way libstoragemgmt does: its path, then
+    // AffectedJobElement to the created volume; RequestStateChange on it.
+    let o = r.cmd(
+        &py,
+        &py_args(&["instance", "enumerate", "MSISCSITARGET_ConcreteJob", "--no"]),
+    );
+    let job_path = o
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("MSISCSITARGET_ConcreteJob."))
+        .unwrap_or("")
+        .to_string();
+    if job_path.is_empty() {
+        r.failures
+            .push("pywbemcli instance enumerate ConcreteJob --no: no job path".into());
+    }
+    let o = r.cmd(
+        &py,
+        &py_args(&[
+            "instance",
+            "associators",
+            &job_path,
+            "--ac",
+            "CIM_AffectedJobElement",
+            "--rc",
+            "CIM_StorageVolume",
+        ]),
+    );
+    r.expect(
+        "pywbemcli job -> AffectedJobElement -> volume",
+        &o,
+        &[
+            "instance of MSISCSITARGET_StorageVolume",
+            "DeviceID = \"vol-1-r2\"",
+        ],
+    );
+    let o = r.cmd(
+        &py,
+        &py_args(&[
+            "instance",
+            "invokemethod",
+            &job_path,
+            "RequestStateChange",
+            "-p",
+            "RequestedState=4",
+        ]),
+    );
+    r.expect(
+        "pywbemcli job RequestStateChange",
+        &o,
+        &["ReturnValue=4097"],
+    );
+    // ModifyReplicaSynchronization with a (quoted, nested) association path.
+    let sync = format!(
+        "MSISCSITARGET_StorageSynchronized.SystemElement=\"{}\",SyncedElement=\"{}\"",
+        vol("vol-1").replace('"', "\\\""),
+        vol("vol-1-r1").replace('"', "\\\"")
+    );
+    let o = r.cmd(
+        &py,
+        &py_args(&[
+            "instance",
+            "invokemethod",
+            SVC,
+            "ModifyReplicaSynchronization",
+            "-p",
+            "Operation=8",
+            "-p",
+            &format!("Synchronization={sync}"),
+        ]),
+    );
+    r.expect(
+        "pywbemcli ModifyReplicaSynchronization Detach",
+        &o,
+        &["ReturnValue=0"],
+    );
     let o = r.cmd(
         &py,
         &py_args(&[
