@@ -70,6 +70,14 @@ fn hostile_requests_get_errors_and_server_keeps_serving() {
     let huge = "x".repeat(5 << 20);
     let (st, _, _) = post(&srv, "EnumerateClassNames", NS, &huge);
     assert_eq!(st, 413);
+    // A large (1 MiB) but valid body is served.
+    let padded = imethod("EnumerateClassNames", NS_XML, "").replace(
+        "<SIMPLEREQ>",
+        &format!("<SIMPLEREQ><!--{}-->", "p".repeat(1 << 20)),
+    );
+    let (st, _, b) = post(&srv, "EnumerateClassNames", NS, &padded);
+    assert_eq!(st, 200);
+    assert!(b.contains("MSISCSITARGET_StorageVolume"), "{b}");
     // CIMMethod header disagreeing with the body.
     let (st, h, _) = post(&srv, "GetClass", NS, &body);
     assert_eq!(st, 400);
