@@ -127,7 +127,7 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
     let bs = g.block_size.max(1) as u64;
     let mut d = vec![0u8; 0x3C];
     // Offsets below are page offsets minus the 4-byte header.
-    d[0] = 0x01; // WSNZ: WRITE SAME with 0 blocks is not supported
+    d[0] = 0x00; // WSNZ 0: WRITE SAME of 0 blocks runs to the last block
     d[1] = max_compare_and_write_blocks(g.block_size);
     let gran = (4096 / bs).max(1) as u16;
     d[2..4].copy_from_slice(&gran.to_be_bytes());

@@ -613,8 +613,9 @@ impl LunMap {
                 3 if blocks > 0 => bs,
                 _ => 0,
             },
-            Cdb::WriteSame { ndob, blocks, .. } => {
-                if ndob || blocks == 0 {
+            // One block to replicate (also for 0 blocks: to the last block).
+            Cdb::WriteSame { ndob, .. } => {
+                if ndob {
                     0
                 } else {
                     bs

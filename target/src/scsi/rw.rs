@@ -217,15 +217,21 @@ fn write_same(
     if anchor {
         return Err(Sense::invalid_cdb_field(1, Some(4)));
     }
-    if blocks == 0 {
-        // WSNZ=1 in the block limits page.
-        return Err(Sense::invalid_cdb_field(len_field, Some(7)));
-    }
-    check_range(&g, lba, blocks as u64)?;
+    let blocks = if blocks == 0 {
+        // WSNZ=0: zero blocks means from LBA through the last logical block.
+        if lba >= g.blocks {
+            return Err(Sense::lba_out_of_range());
+        }
+        g.blocks - lba
+    } else {
+        blocks as u64
+    };
+    check_range(&g, lba, blocks)?;
     let bs = g.block_size as u64;
-    if blocks as u64 > MAX_WRITE_SAME_BLOCKS {
+    if blocks > MAX_WRITE_SAME_BLOCKS {
         return Err(Sense::invalid_cdb_field(len_field, Some(7)));
     }
+    let blocks = blocks as u32;
     if ctx.lu.write_protected() {
         return Err(Sense::write_protected());
     }
@@ -233,15 +239,19 @@ fn write_same(
     let pattern: &[u8] = if ndob {
         &[]
     } else {
-        if (ctx.req.data_out.len() as u64) < bs {
-            // The block to replicate did not arrive.
+        if ctx.req.edtl as u64 != bs || (ctx.req.data_out.len() as u64) < bs {
+            // Exactly one block to replicate must be offered (LIO refuses
+            // an under- or overflowing WRITE SAME alike).
             return Err(Sense::invalid_cdb_field(len_field, Some(7)));
         }
         &ctx.req.data_out[..bs as usize]
     };
     let dev = &ctx.lu.device;
     let _range = ctx.lu.ranges.lock(lba, blocks as u64);
-    if pattern.iter().all(|&b| b == 0) {
+    if (unmap && g.thin) || pattern.iter().all(|&b| b == 0) {
+        // With UNMAP on a thin device the blocks are released whatever the
+        // pattern (as LIO does; libiscsi's UnmapUntilEnd expects zeros to
+        // read back under LBPRZ).
         dev.write_zeroes(lba, blocks as u64, unmap && g.thin)
             .map_err(write_err)?;
     } else {
@@ -347,6 +357,7 @@ fn get_lba_status(ctx: &Ctx<'_>, lba: u64, alloc: u32) -> ScsiResult {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
+    use super::super::MAX_WRITE_SAME_BLOCKS;
 
     fn rw10(op: u8, flags: u8, lba: u32, blocks: u16) -> Vec<u8> {
         let l = lba.to_be_bytes();
@@ -449,13 +460,33 @@ mod tests {
         assert_eq!((o.status, o.transfer_len), (0, 512));
         let o = t.run_edtl(&rw10(0x28, 0, 10, 8), 4096);
         assert!(o.data_in.iter().all(|&b| b == 3));
+        // With UNMAP, whatever the pattern: deallocates.
+        ws[1] = 0x08;
+        let o = t.run_out(&ws, &[3u8; 512], 512);
+        assert_eq!(o.status, 0);
+        let o = t.run_edtl(&rw10(0x28, 0, 10, 8), 4096);
+        assert!(o.data_in.iter().all(|&b| b == 0));
         // With UNMAP and zeros: deallocates.
         ws[1] = 0x08;
         let o = t.run_out(&ws, &[0u8; 512], 512);
         assert_eq!(o.status, 0);
-        // Zero blocks are refused (WSNZ).
-        let o = t.run_out(&[0x41, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[0u8; 512], 512);
+        // Data-Out other than exactly one block is refused.
+        let ws10 = [0x41, 0x08, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert_sense(&t.run_out(&ws10, &[0u8; 256], 256), 5, 0x24, 0);
+        assert_sense(&t.run_out(&ws10, &[0u8; 1024], 1024), 5, 0x24, 0);
+        // Zero blocks: through the last block (WSNZ=0).
+        t.run_out(&rw10(0x2A, 0, 60, 4), &[9u8; 2048], 2048);
+        let o = t.run_out(&[0x41, 0, 0, 0, 0, 60, 0, 0, 0, 0], &[5u8; 512], 512);
+        assert_eq!(o.status, 0);
+        let o = t.run_edtl(&rw10(0x28, 0, 60, 4), 2048);
+        assert!(o.data_in.iter().all(|&b| b == 5));
+        let o = t.run_out(&[0x41, 0, 0, 0, 0, 64, 0, 0, 0, 0], &[0u8; 512], 512);
+        assert_sense(&o, 5, 0x21, 0);
+        let big = Harness::new(MAX_WRITE_SAME_BLOCKS + 2, true);
+        let o = big.run_out(&[0x41, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[0u8; 512], 512);
         assert_sense(&o, 5, 0x24, 0);
+        let o = big.run_out(&[0x41, 0, 0, 0, 0, 2, 0, 0, 0, 0], &[0u8; 512], 512);
+        assert_eq!(o.status, 0);
         // UNMAP blocks 0..4.
         let mut p = vec![0, 22, 0, 16, 0, 0, 0, 0];
         p.extend_from_slice(&0u64.to_be_bytes());
