@@ -198,6 +198,7 @@ impl ReplicationService {
                         // The aspect owns the point in time.
                         source_pits: Vec::new(),
                         target_mark: None,
+                        pending: Default::default(),
                     };
                     let job = self.new_job(
                         &mut st,

@@ -45,26 +45,36 @@ pub fn copy_extent(
     skip_written: bool,
     buf: &mut Vec<u8>,
 ) -> Result<u64, BlockError> {
-    let g = dst.geometry();
-    let per = dst.extent_blocks();
-    let lba = vext as u64 * per;
-    if lba >= g.blocks {
-        return Ok(0);
-    }
-    let blocks = per.min(g.blocks - lba);
     let _lock = dst.lock_extent(vext);
     if skip_written && dst.was_written(vext) {
         return Ok(0);
     }
+    copy_range(src, dst.inner().as_ref(), vext, dst.extent_blocks(), buf)
+}
+
+/// Copies extent `vext` (of `extent_blocks` blocks) from `src` onto `dst`;
+/// the caller holds whatever lock orders it against writes.
+pub fn copy_range(
+    src: &dyn BlockDevice,
+    dst: &dyn BlockDevice,
+    vext: u32,
+    extent_blocks: u64,
+    buf: &mut Vec<u8>,
+) -> Result<u64, BlockError> {
+    let g = dst.geometry();
+    let lba = vext as u64 * extent_blocks;
+    if lba >= g.blocks {
+        return Ok(0);
+    }
+    let blocks = extent_blocks.min(g.blocks - lba);
     let len = (blocks * g.block_size as u64) as usize;
     let run = src.provisioning(lba)?;
     if run.state == Provisioning::Deallocated && run.blocks >= blocks {
-        dst.inner().unmap(lba, blocks)?;
+        dst.unmap(lba, blocks)?;
         return Ok(len as u64);
     }
     buf.resize(len, 0);
     src.read(lba, &mut buf[..len])?;
-    dst.inner()
-        .write(lba, &buf[..len], ironlun_cow::Durability::Cached)?;
+    dst.write(lba, &buf[..len], ironlun_cow::Durability::Cached)?;
     Ok(len as u64)
 }

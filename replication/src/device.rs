@@ -42,6 +42,8 @@ pub struct ReplicaDevice {
     stripes: Vec<Mutex<()>>,
     written: Mutex<RoaringBitmap>,
     gate: Arc<RwLock<()>>,
+    /// Refuse initiator writes (a mirror target while the mirror flows).
+    fenced: std::sync::atomic::AtomicBool,
     observer: RwLock<Option<Arc<dyn WriteObserver>>>,
 }
 
@@ -55,6 +57,7 @@ impl ReplicaDevice {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             written: Mutex::new(RoaringBitmap::new()),
             gate: Arc::new(RwLock::new(())),
+            fenced: std::sync::atomic::AtomicBool::new(false),
             observer: RwLock::new(None),
         }
     }
@@ -87,6 +90,26 @@ impl ReplicaDevice {
     /// Holds every write until the guard drops (consistent point in time).
     pub fn hold_writes(&self) -> WriteHoldGuard {
         self.gate.write_arc()
+    }
+
+    /// Refuses (or again accepts) initiator writes; the engine writes
+    /// through [`ReplicaDevice::inner`] either way.
+    pub fn set_fenced(&self, fenced: bool) {
+        self.fenced
+            .store(fenced, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check_fence(&self) -> Result<(), BlockError> {
+        if self.fenced.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(BlockError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a write observer is installed.
+    pub fn has_observer(&self) -> bool {
+        self.observer.read().is_some()
     }
 
     /// Installs or removes the write observer.
@@ -124,7 +147,7 @@ impl BlockDevice for ReplicaDevice {
     }
 
     fn read_only(&self) -> bool {
-        self.inner.read_only()
+        self.inner.read_only() || self.fenced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
@@ -135,6 +158,7 @@ impl BlockDevice for ReplicaDevice {
         let g = self.geometry();
         let blocks = g.blocks_in(data.len())?;
         g.check_range(lba, blocks)?;
+        self.check_fence()?;
         let _gate = self.gate.read();
         let _locks = self.lock_range(lba, blocks);
         self.inner.write(lba, data, durability)?;
@@ -154,6 +178,7 @@ impl BlockDevice for ReplicaDevice {
 
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
         self.geometry().check_range(lba, blocks)?;
+        self.check_fence()?;
         let _gate = self.gate.read();
         let _locks = self.lock_range(lba, blocks);
         self.inner.unmap(lba, blocks)?;
@@ -165,6 +190,7 @@ impl BlockDevice for ReplicaDevice {
 
     fn write_zeroes(&self, lba: u64, blocks: u64, may_unmap: bool) -> Result<(), BlockError> {
         self.geometry().check_range(lba, blocks)?;
+        self.check_fence()?;
         let _gate = self.gate.read();
         let _locks = self.lock_range(lba, blocks);
         self.inner.write_zeroes(lba, blocks, may_unmap)?;

@@ -19,6 +19,10 @@
 //!   Synchronized). When synchronized, a hidden mark snapshot of the target
 //!   records the state, so Resync copies only extents changed on either
 //!   side since then.
+//! - Mirror: a new (or given, same-size) volume in any pool; the
+//!   [`crate::mirror::MirrorLink`] on the source's [`ReplicaDevice`]
+//!   forwards (synchronous) or queues (asynchronous) every write while a
+//!   job copies what the target lacks; see [`crate::mirror`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,7 +34,7 @@ use parking_lot::{Condvar, Mutex};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::copier::{copy_extent, mapped_extents};
+use crate::copier::{copy_extent, copy_range, mapped_extents};
 use crate::device::ReplicaDevice;
 use crate::error::{ReplicationError, Result};
 use crate::job::{now_ms, Command, Job, JobControl, JobId, Work, DEFAULT_TIME_BEFORE_REMOVAL};
@@ -141,6 +145,8 @@ pub struct ReplicationService {
     devices: Mutex<HashMap<ElementRef, Arc<ReplicaDevice>>>,
     controls: Mutex<HashMap<JobId, Arc<JobControl>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Mirror links by synchronization id.
+    pub(crate) links: Mutex<HashMap<u64, Arc<crate::mirror::MirrorLink>>>,
     /// Pause between copy batches (a rate limit; 0 = full speed).
     copy_delay: Mutex<Duration>,
 }
@@ -162,6 +168,7 @@ impl ReplicationService {
             devices: Mutex::new(HashMap::new()),
             controls: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
+            links: Mutex::new(HashMap::new()),
             copy_delay: Mutex::new(Duration::ZERO),
         });
         let unfinished: Vec<(JobId, JobState)> = svc
@@ -172,6 +179,7 @@ impl ReplicationService {
             .filter(|j| !j.state.is_final())
             .map(|j| (j.id, j.state))
             .collect();
+        svc.reconnect_mirrors()?;
         for (id, state) in unfinished {
             tracing::info!("replication: resuming {id} ({state})");
             svc.spawn_job(id, state == JobState::Suspended, true);
@@ -188,6 +196,12 @@ impl ReplicationService {
         let threads: Vec<_> = self.threads.lock().drain(..).collect();
         for t in threads {
             let _ = t.join();
+        }
+        for link in self.links.lock().values() {
+            if let Err(e) = link.drain() {
+                tracing::warn!("replication: draining a mirror at shutdown: {e}");
+            }
+            link.stop();
         }
         let st = self.state.lock();
         if let Err(e) = self.persist(&st) {
@@ -298,7 +312,10 @@ impl ReplicationService {
                 "TargetPool must be NULL when TargetElement is given".into(),
             ));
         }
-        let mode = req.mode.unwrap_or(Mode::Asynchronous);
+        let mode = req.mode.unwrap_or(match req.sync_type {
+            SyncType::Mirror => Mode::Synchronous,
+            _ => Mode::Asynchronous,
+        });
         let target_pool_name = req
             .target
             .as_ref()
@@ -340,6 +357,7 @@ impl ReplicationService {
             job: None,
             source_pits: Vec::new(),
             target_mark: None,
+            pending: Default::default(),
         };
         let mut reply = Reply {
             synchronization: Some(id),
@@ -348,9 +366,57 @@ impl ReplicationService {
         };
         match req.sync_type {
             SyncType::Mirror => {
-                return Err(ReplicationError::NotSupported(
-                    "SyncType Mirror (6) is not implemented yet".into(),
-                ))
+                let hold = self.hold_unless(writes_held, &req.source)?;
+                if self.replica_device(&req.source)?.has_observer() {
+                    return Err(ReplicationError::InUse(format!(
+                        "{} is already mirrored",
+                        req.source
+                    )));
+                }
+                match &req.target {
+                    Some(t) => {
+                        let v = target_pool.volume(&t.name).map_err(|_| {
+                            ReplicationError::InvalidParameter(format!(
+                                "target {t} is not a volume"
+                            ))
+                        })?;
+                        if v.size() != source.size() {
+                            return Err(ReplicationError::InvalidParameter(format!(
+                                "target {t} has {} bytes, the source {}",
+                                v.size(),
+                                source.size()
+                            )));
+                        }
+                        if st.syncs.values().any(|s| &s.target == t || &s.source == t) {
+                            return Err(ReplicationError::InUse(format!(
+                                "{t} is in a relationship"
+                            )));
+                        }
+                    }
+                    None => {
+                        target_pool.create_volume(&name, source.size())?;
+                    }
+                }
+                let per = self.replica_device(&target)?.extent_blocks();
+                let todo = mapped_extents(&source, per)?
+                    | mapped_extents(self.replica_device(&target)?.inner().as_ref(), per)?;
+                self.install_link(&sync, crate::mirror::Flow::of(mode))?;
+                let job = self.new_job(
+                    &mut st,
+                    &mut sync,
+                    "CreateElementReplica",
+                    Work::MirrorToTarget,
+                    todo,
+                    ProgressStatus::Synchronizing,
+                );
+                drop(hold);
+                st.syncs.insert(id, sync);
+                self.persist(&st)?;
+                reply.jobs.push(job);
+                reply.code = Some(ReturnCode::JobStarted);
+                drop(st);
+                self.spawn_job(job, false, false);
+                return self.finish_wait(reply, id, req.wait_for);
             }
             SyncType::Snapshot => {
                 if req.target.is_some() || target_pool_name != req.source.pool {
@@ -468,7 +534,11 @@ impl ReplicationService {
         Ok(WriteHold::new(devs.into_iter().map(|d| d.1).collect()))
     }
 
-    fn hold_unless(&self, writes_held: bool, source: &ElementRef) -> Result<Option<WriteHold>> {
+    pub(crate) fn hold_unless(
+        &self,
+        writes_held: bool,
+        source: &ElementRef,
+    ) -> Result<Option<WriteHold>> {
         if writes_held {
             Ok(None)
         } else {
@@ -594,7 +664,10 @@ impl ReplicationService {
             ..Reply::default()
         };
         let src_pool = self.pool(&sync.source.pool)?.clone();
+        let handled = sync.sync_type == SyncType::Mirror
+            && self.mirror_effect(st, &mut sync, next, effect, writes_held, &mut reply)?;
         match effect {
+            _ if handled => {}
             Effect::Bookkeeping | Effect::Group | Effect::StopFlow => {}
             Effect::DrainAndStopFlow => {
                 self.replica_device(&sync.target)?.flush()?;
@@ -745,6 +818,9 @@ impl ReplicationService {
                 }
             }
             _ => {
+                if sync.sync_type == SyncType::Mirror {
+                    self.remove_link(sync);
+                }
                 if let Some(m) = &sync.target_mark {
                     let _ = tgt_pool.delete_snapshot(&m.name);
                 }
@@ -850,7 +926,7 @@ impl ReplicationService {
         progress: ProgressStatus,
     ) -> JobId {
         let destination = match work {
-            Work::CopyToTarget { .. } => sync.target.clone(),
+            Work::CopyToTarget { .. } | Work::MirrorToTarget => sync.target.clone(),
             Work::CopyToSource { .. } => sync.source.clone(),
         };
         let id = self.insert_job(st, Some(sync.id), destination, method, work, todo);
@@ -1000,11 +1076,35 @@ impl ReplicationService {
                 .ok_or_else(|| ReplicationError::State(format!("{id} vanished")))?;
             (job.work.clone(), job.destination.clone())
         };
-        let from = match &work {
-            Work::CopyToTarget { from, .. } | Work::CopyToSource { from } => from.clone(),
+        let JobEnds {
+            src,
+            dst,
+            mirror_target: source_locked,
+        } = match &work {
+            Work::CopyToTarget { from, .. } | Work::CopyToSource { from } => JobEnds {
+                src: self.pool(&from.pool)?.device(&from.name)?,
+                dst: self.replica_device(&destination)?,
+                mirror_target: None,
+            },
+            Work::MirrorToTarget => {
+                let sync = {
+                    let st = self.state.lock();
+                    st.jobs
+                        .get(&id.0)
+                        .and_then(|j| j.synchronization)
+                        .and_then(|s| st.syncs.get(&s).cloned())
+                        .ok_or_else(|| {
+                            ReplicationError::State(format!("{id} has no synchronization"))
+                        })?
+                };
+                let target = self.replica_device(&destination)?.inner().clone();
+                JobEnds {
+                    src: target.clone(),
+                    dst: self.replica_device(&sync.source)?,
+                    mirror_target: Some(target),
+                }
+            }
         };
-        let src: Arc<dyn BlockDevice> = self.pool(&from.pool)?.device(&from.name)?;
-        let dst = self.replica_device(&destination)?;
         if restarted {
             dst.clear_written();
             if let Work::CopyToTarget {
@@ -1046,6 +1146,7 @@ impl ReplicationService {
             };
             if batch.is_empty() {
                 dst.flush()?;
+                src.flush()?;
                 return Ok(());
             }
             let delay = *self.copy_delay.lock();
@@ -1054,7 +1155,21 @@ impl ReplicationService {
             }
             let mut moved = 0;
             for vext in &batch {
-                moved += copy_extent(src.as_ref(), &dst, *vext, true, &mut buf)?;
+                moved += match &source_locked {
+                    // Mirror: the live source onto the target, ordered with
+                    // forwarded writes by the source's extent lock.
+                    Some(target) => {
+                        let _lock = dst.lock_extent(*vext);
+                        copy_range(
+                            dst.inner().as_ref(),
+                            target.as_ref(),
+                            *vext,
+                            dst.extent_blocks(),
+                            &mut buf,
+                        )?
+                    }
+                    None => copy_extent(src.as_ref(), &dst, *vext, true, &mut buf)?,
+                };
             }
             let mut st = self.state.lock();
             st.bytes_copied += moved;
@@ -1078,6 +1193,7 @@ impl ReplicationService {
                 // The data must be durable before the record says it is copied.
                 drop(st);
                 dst.flush()?;
+                src.flush()?;
                 let st = self.state.lock();
                 self.persist(&st)?;
                 last_persist = Instant::now();
@@ -1140,8 +1256,10 @@ impl ReplicationService {
     /// base of the next incremental resync) and drop superseded points in
     /// time of the source.
     fn after_sync(&self, st: &mut State, sync: &mut Synchronization) -> Result<()> {
-        if sync.sync_type == SyncType::Snapshot {
-            return Ok(());
+        match sync.sync_type {
+            SyncType::Snapshot => return Ok(()),
+            SyncType::Mirror => return self.mirror_synchronized(st, sync),
+            SyncType::Clone => {}
         }
         let src_pool = self.pool(&sync.source.pool)?.clone();
         let tgt_pool = self.pool(&sync.target.pool)?.clone();
@@ -1167,6 +1285,15 @@ impl ReplicationService {
         sync.source_pits = kept;
         Ok(())
     }
+}
+
+/// What a job reads and writes. For a mirror copy `dst` is the source's
+/// device (its extent locks order the copy with forwarded writes) and the
+/// data goes to `mirror_target`.
+struct JobEnds {
+    src: Arc<dyn BlockDevice>,
+    dst: Arc<ReplicaDevice>,
+    mirror_target: Option<Arc<dyn BlockDevice>>,
 }
 
 fn progress_of(next: Next) -> ProgressStatus {

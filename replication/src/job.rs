@@ -32,6 +32,10 @@ pub enum Work {
     /// independent, so extents the target already owns are never copied
     /// (they hold the initiator's newer data, also after a restart).
     CopyToTarget { from: ElementRef, fill_clone: bool },
+    /// Mirror: copy the live source onto the target (the job's
+    /// destination), each extent under the source's extent lock so it
+    /// orders with forwarded writes.
+    MirrorToTarget,
     /// Copy `from` (the replica, or an aspect's point in time) back onto
     /// the job's destination (the source).
     CopyToSource { from: ElementRef },

@@ -20,6 +20,10 @@
 //! - [`group`]: CreateGroupReplica and group operations (consistent points
 //!   in time across members).
 //! - [`aspect`]: CreateSynchronizationAspect and ModifySettingsDefineState.
+//! - [`mirror`]: Mirror (6): [`mirror::MirrorLink`], the write hook on the
+//!   source's [`ReplicaDevice`] (synchronous forward, asynchronous dirty
+//!   bitmap with a drainer, tracking while fractured), and the engine's
+//!   Fracture/Split/Resync/Restore/Failover/Failback/Reverse Roles.
 //! - [`job`]: job records (CIM_ConcreteJob) and their control.
 //! - [`copier`]: extent-granular copying, the body of every job.
 //! - [`device`]: [`ReplicaDevice`], the block device replicated volumes are
@@ -49,6 +53,7 @@ pub mod engine;
 pub mod error;
 pub mod group;
 pub mod job;
+pub mod mirror;
 pub mod model;
 pub mod persist;
 pub mod synchronization;

@@ -67,6 +67,10 @@ pub struct Synchronization {
     /// Hidden snapshot of the target taken when it was last synchronized
     /// (changes since it are the target's dirty extents for a resync).
     pub target_mark: Option<ElementRef>,
+    /// Mirror: extents the source had not yet sent when the flow stopped
+    /// (copied by the next resync together with the changes since).
+    #[serde(default)]
+    pub pending: roaring::RoaringBitmap,
 }
 
 /// A group-to-group relationship (CIM_GroupSynchronized).
