@@ -857,6 +857,61 @@ mod tests {
     }
 
     #[test]
+    fn resize_underneath_raises_capacity_changed_once_per_nexus() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        use ironlun_cow::{BlockError, Durability, Geometry};
+
+        /// A device whose capacity can change while it is served.
+        struct Resizable(MemDevice, AtomicU64);
+        impl BlockDevice for Resizable {
+            fn geometry(&self) -> Geometry {
+                Geometry {
+                    blocks: self.1.load(Ordering::SeqCst),
+                    ..self.0.geometry()
+                }
+            }
+            fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+                self.0.read(lba, buf)
+            }
+            fn write(&self, lba: u64, data: &[u8], d: Durability) -> Result<(), BlockError> {
+                self.0.write(lba, data, d)
+            }
+            fn flush(&self) -> Result<(), BlockError> {
+                self.0.flush()
+            }
+            fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+                self.0.unmap(lba, blocks)
+            }
+        }
+        let dev = Arc::new(Resizable(MemDevice::new(128, true), AtomicU64::new(64)));
+        let mut t = Harness::new(1, true);
+        t.map = LunMap::new();
+        let identity = LuIdentity {
+            vendor: "IRONLUN".into(),
+            product: "resizable".into(),
+            revision: "0001".into(),
+            serial: "r".into(),
+            naa: NAA,
+        };
+        let lu = LogicalUnit::new(dev.clone(), identity, LuOptions::default());
+        t.map.insert(0, Arc::new(lu));
+        let other = t.nexus(2);
+        t.map.register_nexus(&t.me);
+        t.map.register_nexus(&other);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        dev.1.store(128, Ordering::SeqCst);
+        // INQUIRY does not report it; the next other command does, once.
+        assert_eq!(t.run(&[0x12, 0, 0, 0, 36, 0]).status, status::GOOD);
+        assert_sense(&t.run(&TUR), 6, 0x2A, 0x09);
+        assert_eq!(t.run(&TUR).status, status::GOOD);
+        assert_sense(&t.run_as(&other, &TUR), 6, 0x2A, 0x09);
+        assert_eq!(t.run_as(&other, &TUR).status, status::GOOD);
+        let o = t.run(&[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&o.data_in[0..4], &127u32.to_be_bytes());
+    }
+
+    #[test]
     fn start_stop_fixed_and_removable() {
         let t = Harness::new(64, true);
         // LOEJ on a fixed medium fails; START/STOP alone succeeds.
