@@ -58,7 +58,10 @@ impl Flow {
 
 /// One mirror's data path (see the module docs).
 pub struct MirrorLink {
-    source: Arc<ReplicaDevice>,
+    /// Weak: the source device owns the link (as its observer).
+    source: std::sync::Weak<ReplicaDevice>,
+    extent_blocks: u64,
+    block_size: u32,
     target: Arc<dyn BlockDevice>,
     flow: Mutex<Flow>,
     dirty: Mutex<RoaringBitmap>,
@@ -79,7 +82,9 @@ impl MirrorLink {
         flow: Flow,
     ) -> Arc<MirrorLink> {
         let link = Arc::new(MirrorLink {
-            source,
+            extent_blocks: source.extent_blocks(),
+            block_size: source.geometry().block_size,
+            source: Arc::downgrade(&source),
             target,
             flow: Mutex::new(flow),
             dirty: Mutex::new(RoaringBitmap::new()),
@@ -158,15 +163,18 @@ impl MirrorLink {
     }
 
     fn copy_one(&self, vext: u32, buf: &mut Vec<u8>) -> Result<(), BlockError> {
-        let _lock = self.source.lock_extent(vext);
+        let Some(source) = self.source.upgrade() else {
+            return Ok(());
+        };
+        let _lock = source.lock_extent(vext);
         if !self.dirty.lock().remove(vext) {
             return Ok(());
         }
         match copy_range(
-            self.source.inner().as_ref(),
+            source.inner().as_ref(),
             self.target.as_ref(),
             vext,
-            self.source.extent_blocks(),
+            self.extent_blocks,
             buf,
         ) {
             Ok(n) => {
@@ -182,7 +190,7 @@ impl MirrorLink {
     }
 
     fn mark_range(&self, lba: u64, blocks: u64) {
-        let per = self.source.extent_blocks();
+        let per = self.extent_blocks;
         let first = lba / per;
         let last = (lba + blocks.max(1) - 1) / per;
         self.dirty.lock().insert_range(first as u32..=last as u32);
@@ -213,7 +221,7 @@ impl MirrorLink {
 
 impl WriteObserver for MirrorLink {
     fn wrote(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError> {
-        let blocks = self.source.geometry().blocks_in(data.len())?;
+        let blocks = (data.len() / self.block_size.max(1) as usize) as u64;
         let flow = self.flow();
         let pending = self.dirty.lock().len();
         match flow {
@@ -312,7 +320,9 @@ impl ReplicationService {
             return;
         };
         link.stop();
-        link.source.set_observer(None);
+        if let Some(source) = link.source.upgrade() {
+            source.set_observer(None);
+        }
         if let Ok(t) = self.replica_device(&sync.target) {
             t.set_fenced(false);
         }
