@@ -81,10 +81,12 @@ struct VolModel {
     origin: Option<String>,
 }
 
-fn options() -> PoolOptions {
+/// Pool shape for a crash point: 4 KiB or 16 KiB extents (8 or 32 blocks),
+/// a journal small enough to force checkpoints.
+fn options(extent_size: u32) -> PoolOptions {
     PoolOptions {
         size: 1 << 20,
-        extent_size: 4096,
+        extent_size,
         block_size: 512,
         journal_len: Some(8192),
     }
@@ -110,9 +112,11 @@ fn all_durable(vols: &mut [VolModel]) {
 /// One crash point; returns a description of the first violation.
 fn crash_point(seed: u64) -> Result<(), String> {
     let mut rng = SplitMix(seed);
+    let extent_size: u32 = if rng.below(4) == 0 { 16384 } else { 4096 };
+    let per_extent = extent_size as u64 / BS as u64;
     let sim = SimBackend::new(0);
-    let pool =
-        Pool::create_on(Box::new(sim.clone()), None, &options()).map_err(|e| e.to_string())?;
+    let pool = Pool::create_on(Box::new(sim.clone()), None, &options(extent_size))
+        .map_err(|e| e.to_string())?;
     pool.create_volume("v", VOL_BLOCKS * BS as u64)
         .map_err(|e| e.to_string())?;
     let start = sim.points();
@@ -166,7 +170,7 @@ fn crash_point(seed: u64) -> Result<(), String> {
         } else if dice < 76 {
             // Half the unmaps cover whole extents.
             let (lba, n) = if rng.below(2) == 0 {
-                (lba / 8 * 8, 8)
+                (lba / per_extent * per_extent, per_extent)
             } else {
                 (lba, n)
             };
