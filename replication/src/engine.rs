@@ -142,7 +142,9 @@ pub struct ReplicationService {
     state_path: PathBuf,
     pub(crate) state: Mutex<State>,
     changed: Condvar,
-    devices: Mutex<HashMap<ElementRef, Arc<ReplicaDevice>>>,
+    /// Volume id (in its pool) and device, per element: a volume deleted
+    /// and created again under the same name gets a new device.
+    devices: Mutex<HashMap<ElementRef, (u64, Arc<ReplicaDevice>)>>,
     controls: Mutex<HashMap<JobId, Arc<JobControl>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Mirror links by synchronization id.
@@ -236,14 +238,17 @@ impl ReplicationService {
 
     /// The [`ReplicaDevice`] of volume `element`.
     pub fn replica_device(&self, element: &ElementRef) -> Result<Arc<ReplicaDevice>> {
-        let mut devices = self.devices.lock();
-        if let Some(d) = devices.get(element) {
-            return Ok(d.clone());
-        }
         let pool = self.pool(&element.pool)?;
         let vol = pool.volume(&element.name)?;
+        let mut devices = self.devices.lock();
+        if let Some((id, d)) = devices.get(element) {
+            if *id == vol.id() {
+                return Ok(d.clone());
+            }
+        }
+        let id = vol.id();
         let d = Arc::new(ReplicaDevice::new(Arc::new(vol), pool.info().extent_size));
-        devices.insert(element.clone(), d.clone());
+        devices.insert(element.clone(), (id, d.clone()));
         Ok(d)
     }
 

@@ -31,6 +31,30 @@
 //! - [`persist`]: the state file, replaced atomically.
 //! - [`error`]: [`ReplicationError`], each variant with its return code.
 //!
+//! ## What is persisted
+//! One JSON state file (replaced atomically after every change): every
+//! Synchronization, group synchronization, aspect and job record (with the
+//! extents a job still has to copy), the bytes-copied counter, and hidden
+//! snapshots kept for cow. Points in time and change tracking live in the
+//! pools themselves as hidden cow snapshots named `.repl-*`.
+//!
+//! ## Waiting on cow (worked around here for now)
+//! - `Pool::revert_volume_to_snapshot(volume, snapshot)`: Restore from
+//!   Replica as a metadata operation; today the changed extents are copied
+//!   back (`changed_since` keeps it proportional to what changed).
+//! - `Pool::detach_clone(name)` (drop a clone's origin link once it owns
+//!   every extent) and `Volume::unshare_extent(vext)` (copy one still-shared
+//!   extent into the clone atomically under cow's stripe lock): today a
+//!   clone is made independent by rewriting each shared extent under
+//!   [`ReplicaDevice`]'s locks, and its origin snapshot is kept (listed by
+//!   [`ReplicationService::retained`]) because cow refuses to delete it.
+//! - A write hook or an owned-extent query would let the iSCSI target serve
+//!   plain cow volumes; today replicated volumes must be served through
+//!   [`ReplicationService::device`] (the [`ReplicaDevice`] wrapper) so copies
+//!   and mirror forwarding see every write.
+//! - A second name for an existing snapshot (Attach To Target of an aspect)
+//!   and hidden/internal snapshot names that pool listings can skip.
+//!
 //! ## Use
 //! ```no_run
 //! use ironlun_replication::{ElementRef, ElementReplicaRequest, ReplicationService};

@@ -354,25 +354,52 @@ impl ReplicationService {
             .cloned()
             .collect();
         for sync in mirrors {
-            let flowing = matches!(
-                sync.copy_state,
-                CopyState::Synchronized | CopyState::Unsynchronized
-            );
-            let flow = if flowing {
-                Flow::of(sync.mode)
-            } else {
-                Flow::Tracking
-            };
-            let link = self.install_link(&sync, flow)?;
-            if flow == Flow::Asynchronous {
-                let source = self.replica_device(&sync.source)?;
-                let per = source.extent_blocks();
-                let all = crate::copier::mapped_extents(source.inner().as_ref(), per)?
-                    | crate::copier::mapped_extents(link.target.as_ref(), per)?;
-                link.mark(&all);
+            if let Err(e) = self.reconnect_mirror(&sync) {
+                tracing::warn!(
+                    "replication: mirror {} ({} -> {}) is Broken: {e}",
+                    sync.id,
+                    sync.source,
+                    sync.target
+                );
+                let mut st = self.state.lock();
+                if let Some(s) = st.syncs.get_mut(&sync.id) {
+                    s.copy_state = CopyState::Broken;
+                    s.progress = ProgressStatus::RequiresResync;
+                }
+                self.persist(&st)?;
             }
         }
         Ok(())
+    }
+
+    fn reconnect_mirror(&self, sync: &Synchronization) -> Result<()> {
+        let flowing = matches!(
+            sync.copy_state,
+            CopyState::Synchronized | CopyState::Unsynchronized
+        );
+        let flow = if flowing {
+            Flow::of(sync.mode)
+        } else {
+            Flow::Tracking
+        };
+        let link = self.install_link(sync, flow)?;
+        if flow == Flow::Asynchronous {
+            let source = self.replica_device(&sync.source)?;
+            let per = source.extent_blocks();
+            let all = crate::copier::mapped_extents(source.inner().as_ref(), per)?
+                | crate::copier::mapped_extents(link.target.as_ref(), per)?;
+            link.mark(&all);
+        }
+        Ok(())
+    }
+
+    /// The link, installed (tracking) if the mirror has none (a Broken
+    /// mirror whose elements were missing at open).
+    fn ensure_link(&self, sync: &Synchronization) -> Result<Arc<MirrorLink>> {
+        match self.link(sync.id) {
+            Ok(l) => Ok(l),
+            Err(_) => self.install_link(sync, Flow::Tracking),
+        }
     }
 
     /// Stops the flow (optionally draining first, under held source
@@ -385,7 +412,7 @@ impl ReplicationService {
         drain: bool,
         writes_held: bool,
     ) -> Result<()> {
-        let link = self.link(sync.id)?;
+        let link = self.ensure_link(sync)?;
         let _hold = self.hold_unless(writes_held, &sync.source)?;
         if drain && link.flow() != Flow::Tracking {
             link.drain()?;
@@ -452,7 +479,7 @@ impl ReplicationService {
         progress: ProgressStatus,
         reply: &mut Reply,
     ) -> Result<()> {
-        let link = self.link(sync.id)?;
+        let link = self.ensure_link(sync)?;
         let _hold = self.hold_unless(writes_held, &sync.source)?;
         let todo = self.mirror_dirty(sync)?;
         link.clear(&todo);
@@ -546,7 +573,7 @@ impl ReplicationService {
     }
 
     fn reverse_roles(&self, st: &mut State, sync: &mut Synchronization, next: Next) -> Result<()> {
-        let link = self.link(sync.id)?;
+        let link = self.ensure_link(sync)?;
         let pair = [sync.source.clone(), sync.target.clone()];
         let _hold = self.hold_writes(&pair)?;
         let flowing = link.flow() != Flow::Tracking;

@@ -6,27 +6,9 @@
 //! from this module ([`render_markdown`]) and a test fails when the checked-in
 //! copy differs.
 //!
-//! ## Decisions (derived from model.md section 7; no normative table exists)
-//! - An operation never meaningful for a SyncType (e.g. Failover on a
-//!   snapshot, Return To ResourcePool on a clone, Reset To Adaptive
-//!   anywhere) returns **1 Not Supported**.
-//! - An operation meaningful for the SyncType but not from the current
-//!   CopyState returns **6 In Use** when a copy job owns the relationship
-//!   (CopyState Unsynchronized or Suspended: Abort or wait first), and
-//!   **5 Invalid Parameter** otherwise: it is refused while checking the
-//!   parameters (step 1 of the 4096 lifecycle), before any work or job.
-//! - Snapshot Detach is Not Supported: a cow snapshot depends on its source
-//!   by construction; Dissolve (target survives) or Return To ResourcePool
-//!   (target deleted) end a snapshot relationship.
-//! - Mirror Resync Replica from Synchronized completes at once (nothing is
-//!   dirty); Restore from Replica on a mirror needs the flow stopped first
-//!   (Fractured or Split), otherwise both sides are already equal.
-//! - Resume after Suspend returns to Unsynchronized: the suspended copy job
-//!   continues (a mirror suspended while Synchronized starts a resync job).
-//! - Reverse Roles from Failedover leaves the pair Fractured (the new
-//!   source has writes the new target lacks); Resync then copies them.
-//! - The group operations (3, 5, 6, 13) keep the CopyState; on an element
-//!   (not group) synchronization the engine answers 5 Invalid Parameter.
+//! The rejection codes and the other choices the profile leaves open are
+//! listed in [`DECISIONS`] (derived from model.md section 7; no normative
+//! table exists) and rendered into the doc with the table.
 
 use crate::model::{CimValue, CopyState, Mode, Operation, ProgressStatus, ReturnCode, SyncType};
 
@@ -488,6 +470,15 @@ pub fn decide(t: SyncType, state: CopyState, op: Operation) -> Decision {
     }
 }
 
+/// The CopyStates from which `op` is allowed for `t` (GetSupportedCopyStates).
+pub fn supported_copy_states(t: SyncType, op: Operation) -> Vec<CopyState> {
+    reachable(t)
+        .iter()
+        .copied()
+        .filter(|s| matches!(decide(t, *s, op), Decision::Allowed(_)))
+        .collect()
+}
+
 /// The operations allowed for `t` in `state` (GetSupportedOperations).
 pub fn supported_operations(t: SyncType, state: CopyState) -> Vec<Operation> {
     O::ALL
@@ -496,6 +487,30 @@ pub fn supported_operations(t: SyncType, state: CopyState) -> Vec<Operation> {
         .filter(|op| matches!(decide(t, state, *op), Decision::Allowed(_)))
         .collect()
 }
+
+/// The choices behind the rejection codes (no normative table exists;
+/// derived from model.md section 7), rendered into docs/REPLICATION.md.
+pub const DECISIONS: &[&str] = &[
+    "An operation never meaningful for a SyncType (Failover on a snapshot, Return To ResourcePool on a clone or mirror, Reset To Adaptive anywhere: Adaptive mode is not offered) returns 1 Not Supported.",
+    "An operation meaningful for the SyncType but not from the current CopyState returns 6 In Use when a copy job owns the relationship (CopyState 3 Unsynchronized or 9 Suspended: Abort, Suspend/Resume or wait first), else 5 Invalid Parameter: it is refused while the parameters are checked (step 1 of the 4096 lifecycle), before any work or job.",
+    "Snapshot Detach is Not Supported: a cow snapshot depends on its source by construction. Dissolve (the point in time survives as a SynchronizationAspect) or Return To ResourcePool (the snapshot is deleted) end a snapshot relationship.",
+    "Snapshot Deactivate discards the point in time (the target snapshot is deleted; CopyState 8); Activate takes a new one. Resync Replica re-takes it under the same name (O(1), return 0).",
+    "Mirror Resync Replica from Synchronized completes at once (nothing is dirty). Restore from Replica on a mirror needs the flow stopped first (Fractured or Split).",
+    "Resume after Suspend returns to Unsynchronized: the suspended copy job continues (a mirror suspended while Synchronized starts a resync job); return 0, the job runs on.",
+    "Reverse Roles from Failedover leaves the pair Fractured (the new source has writes the new target lacks); Resync Replica then copies them. From Synchronized the mirror keeps flowing in the new direction.",
+    "Prepare (24) and Unprepare (23) only move between Initialized, Prepared and Inactive; no data moves until Activate.",
+    "The group operations (3, 5, 6, 13) keep the CopyState; on an element (not group) synchronization the engine answers 5 Invalid Parameter. Other operations on a group synchronization apply to every member, and only if every member allows them.",
+    "WaitForCopyState waits at most the caller's timeout (capped at 10 minutes); when it runs out the method returns 3 Timeout and the job continues.",
+];
+
+/// How each SyncType maps onto the cow store, rendered into the doc.
+pub const ENGINE_NOTES: &[&str] = &[
+    "Snapshot (7): the target is a cow snapshot of the source named ElementName (read-only, O(1), durable on return). Restore from Replica copies back only the extents the source changed since the snapshot's generation (`Volume::changed_since`).",
+    "Clone (8): a hidden cow snapshot `.repl-<id>-pit-<n>` of the source is the point in time; the target is a cow clone of it, usable at once; a job copies every extent the clone still shares, so its data becomes independent (CopyState 3 then 4). A target in another pool is a new volume filled by the same job (usable once 4). When synchronized, a hidden mark snapshot of the target (`.repl-<id>-mark-<n>`) records the state, so Resync copies only the extents changed on either side since.",
+    "Mirror (6): the target is a new (or given) volume in any pool. The source is served through its ReplicaDevice, whose MirrorLink forwards each write before it returns (Synchronous) or marks its extents in a roaring bitmap drained by a background copier, falling back to synchronous writes past 1024 pending extents (Asynchronous). While the mirror flows the target refuses initiator writes. Stopping the flow (Fracture, Split after draining, Suspend, Deactivate, Failover) takes a cow snapshot of both sides, so the changes on either side are known exactly across restarts; Resync and Failback/Restore copy only those.",
+    "Jobs copy in extent batches, record the extents still to copy in the state file (at most every 0.5 s, after flushing what they copied), and resume from it after a restart or kill -9. Finished jobs are kept for TimeBeforeRemoval (5 minutes).",
+    "Sequential Consistency: writes to every source member (through their ReplicaDevices) are held while the members' cow snapshots are taken, then released.",
+];
 
 fn cell(d: Decision) -> String {
     match d {
@@ -558,6 +573,15 @@ pub fn render_markdown() -> String {
         }
         out.push('\n');
     }
+    out.push_str("## Decisions\n\n");
+    for d in DECISIONS {
+        out.push_str(&format!("- {d}\n"));
+    }
+    out.push_str("\n## How the engine does it\n\n");
+    for d in ENGINE_NOTES {
+        out.push_str(&format!("- {d}\n"));
+    }
+    out.push('\n');
     out.push_str("## Effects of the allowed operations\n\n| SyncType | Operation | from | effect |\n|---|---|---|---|\n");
     for r in RULES {
         let types: Vec<&str> = r.types.iter().map(|t| t.label()).collect();
