@@ -254,12 +254,16 @@ impl ReplicationService {
 
     /// Every synchronization.
     pub fn synchronizations(&self) -> Vec<Synchronization> {
-        self.state.lock().syncs.values().cloned().collect()
+        let mut st = self.state.lock();
+        self.note_broken_mirrors(&mut st);
+        st.syncs.values().cloned().collect()
     }
 
     /// One synchronization.
     pub fn synchronization(&self, id: u64) -> Option<Synchronization> {
-        self.state.lock().syncs.get(&id).cloned()
+        let mut st = self.state.lock();
+        self.note_broken_mirrors(&mut st);
+        st.syncs.get(&id).cloned()
     }
 
     /// Every job record still kept (finished ones until TimeBeforeRemoval).
@@ -620,6 +624,7 @@ impl ReplicationService {
         wait: Option<WaitFor>,
     ) -> Result<Reply> {
         let mut st = self.state.lock();
+        self.note_broken_mirrors(&mut st);
         let sync = st.syncs.get(&id).cloned().ok_or_else(|| {
             ReplicationError::InvalidParameter(format!("no synchronization {id}"))
         })?;

@@ -139,6 +139,11 @@ impl MirrorLink {
         self.broken.load(Ordering::SeqCst)
     }
 
+    /// Clears the failure flag (a resync has copied everything since).
+    pub fn reset_broken(&self) {
+        self.broken.store(false, Ordering::SeqCst);
+    }
+
     /// Bytes the link copied (synchronous forwards and drains).
     pub fn bytes_copied(&self) -> u64 {
         self.bytes_copied.load(Ordering::Relaxed)
@@ -334,6 +339,33 @@ impl ReplicationService {
             .get(&id)
             .cloned()
             .ok_or_else(|| ReplicationError::State(format!("mirror {id} has no data path")))
+    }
+
+    /// A flowing mirror whose target write failed becomes Broken (the failed
+    /// extents stay queued; Resync Replica copies them). Called with the
+    /// state locked.
+    pub(crate) fn note_broken_mirrors(&self, st: &mut State) {
+        let links = self.links.lock();
+        let mut changed = false;
+        for (id, link) in links.iter() {
+            if !link.is_broken() {
+                continue;
+            }
+            if let Some(s) = st.syncs.get_mut(id) {
+                if s.copy_state == CopyState::Synchronized {
+                    link.set_flow(Flow::Tracking);
+                    s.copy_state = CopyState::Broken;
+                    s.progress = ProgressStatus::RequiresResync;
+                    changed = true;
+                }
+            }
+        }
+        drop(links);
+        if changed {
+            if let Err(e) = self.persist(st) {
+                tracing::warn!("replication: {e}");
+            }
+        }
     }
 
     /// The mirror's data path, if any (tests and benches read its counters).
@@ -615,6 +647,7 @@ impl ReplicationService {
         let src_pool = self.pool(&sync.source.pool)?.clone();
         let tgt_pool = self.pool(&sync.target.pool)?.clone();
         if let Ok(link) = self.link(sync.id) {
+            link.reset_broken();
             link.set_flow(Flow::of(sync.mode));
         }
         self.replica_device(&sync.target)?.set_fenced(true);
