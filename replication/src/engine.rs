@@ -51,6 +51,8 @@ use crate::table::{decide, Decision, Effect, Next};
 const BATCH: usize = 16;
 /// How often a running job rewrites the state file.
 const PERSIST_EVERY: Duration = Duration::from_millis(500);
+/// Names of the engine's hidden snapshots start with this.
+pub const HIDDEN_PREFIX: &str = ".repl-";
 /// The longest WaitForCopyState the engine accepts.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 
@@ -217,6 +219,11 @@ impl ReplicationService {
         *self.copy_delay.lock() = delay;
     }
 
+    /// The names the pools were registered under.
+    pub fn pool_names(&self) -> Vec<String> {
+        self.pools.keys().cloned().collect()
+    }
+
     /// The pool registered as `name`.
     pub fn pool(&self, name: &str) -> Result<&Arc<Pool>> {
         self.pools
@@ -345,7 +352,15 @@ impl ReplicationService {
                     req.sync_type.label().to_lowercase()
                 )
             });
-        let target = ElementRef::new(target_pool_name.clone(), name.clone());
+        if name.starts_with(HIDDEN_PREFIX) {
+            return Err(ReplicationError::InvalidParameter(format!(
+                "names starting with {HIDDEN_PREFIX:?} are the engine's own"
+            )));
+        }
+        let target = req
+            .target
+            .clone()
+            .unwrap_or_else(|| ElementRef::new(target_pool_name.clone(), name.clone()));
         let now = now_ms();
         let mut sync = Synchronization {
             id,
