@@ -70,7 +70,8 @@ declare -A URLS PIDS
 NAMES=()
 if [ -x "$IRONLUN_BIN" ] && ! listening "$PORT"; then
   log "starting ironlun on 127.0.0.1:$PORT, data in $DISKDIR/ironlun"
-  RUST_LOG=${RUST_LOG:-warn} "$IRONLUN_BIN" serve --data-dir "$DISKDIR/ironlun" --iscsi-listen "127.0.0.1:$PORT" > "$OUT/ironlun.log" 2>&1 &
+  nocim=(); if "$IRONLUN_BIN" serve --help 2>/dev/null | grep -q -- '--no-cim'; then nocim=(--no-cim); fi
+  RUST_LOG=${RUST_LOG:-warn} "$IRONLUN_BIN" serve ${nocim[@]+"${nocim[@]}"} --data-dir "$DISKDIR/ironlun" --iscsi-listen "127.0.0.1:$PORT" > "$OUT/ironlun.log" 2>&1 &
   IL_PID=$!
   for _ in $(seq 300); do listening "$PORT" && break; kill -0 "$IL_PID" 2>/dev/null || break; sleep 0.1; done
   if listening "$PORT"; then

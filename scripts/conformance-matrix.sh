@@ -41,7 +41,8 @@ IL_URL=iscsi://127.0.0.1:$PORT/iqn.2026-11.org.ironlun:default/0
 IL_CMD="build/release/ironlun serve --data-dir DIR --iscsi-listen 127.0.0.1:$PORT --allow-sanitize"
 il_ok=0
 if [ -x "$IRONLUN_BIN" ] && ! listening "$PORT"; then
-  "$IRONLUN_BIN" serve --data-dir "$OUT/ironlun-data" --iscsi-listen "127.0.0.1:$PORT" --allow-sanitize > "$OUT/ironlun.log" 2>&1 &
+  nocim=(); if "$IRONLUN_BIN" serve --help 2>/dev/null | grep -q -- '--no-cim'; then nocim=(--no-cim); IL_CMD="$IL_CMD --no-cim"; fi
+  "$IRONLUN_BIN" serve ${nocim[@]+"${nocim[@]}"} --data-dir "$OUT/ironlun-data" --iscsi-listen "127.0.0.1:$PORT" --allow-sanitize > "$OUT/ironlun.log" 2>&1 &
   IL_PID=$!
   for _ in $(seq 300); do listening "$PORT" && break; kill -0 "$IL_PID" 2>/dev/null || break; sleep 0.1; done
   if listening "$PORT"; then

@@ -133,10 +133,12 @@ ironlun_start() {
   local port="$1" config="${2:-}" n=${#SRV_PIDS[@]}
   [ -x "$IRONLUN_BIN" ] || { fail "server starts" "no binary $IRONLUN_BIN (cargo build --release)"; return 1; }
   port_listening "$port" && { fail "server starts" "port $port already in use by someone else"; return 1; }
-  local args=(serve --data-dir "${IRONLUN_DATA:-$WORK/data$n}")
+  local args=(serve --no-cim --data-dir "${IRONLUN_DATA:-$WORK/data$n}")
   if [ -n "$config" ]; then args+=(--config "$config"); else args+=(--iscsi-listen "127.0.0.1:$port"); fi
   # shellcheck disable=SC2206  # IRONLUN_EXTRA_ARGS is a plain word list, e.g. "--allow-sanitize"
   args+=(${IRONLUN_EXTRA_ARGS:-})
+  # no CIM-XML listener (its default port 5988 would clash between instances), when the server has one
+  if "$IRONLUN_BIN" serve --help 2>/dev/null | grep -q -- '--no-cim'; then args+=(--no-cim); fi
   log "starting $IRONLUN_BIN ${args[*]}"
   RUST_LOG=${RUST_LOG:-info} "$IRONLUN_BIN" "${args[@]}" > "$OUT/ironlun$n.log" 2>&1 &
   SRV_PID=$!
