@@ -133,7 +133,7 @@ ironlun_start() {
   local port="$1" config="${2:-}" n=${#SRV_PIDS[@]}
   [ -x "$IRONLUN_BIN" ] || { fail "server starts" "no binary $IRONLUN_BIN (cargo build --release)"; return 1; }
   port_listening "$port" && { fail "server starts" "port $port already in use by someone else"; return 1; }
-  local args=(serve --no-cim --data-dir "${IRONLUN_DATA:-$WORK/data$n}")
+  local args=(serve --data-dir "${IRONLUN_DATA:-$WORK/data$n}")
   if [ -n "$config" ]; then args+=(--config "$config"); else args+=(--iscsi-listen "127.0.0.1:$port"); fi
   # shellcheck disable=SC2206  # IRONLUN_EXTRA_ARGS is a plain word list, e.g. "--allow-sanitize"
   args+=(${IRONLUN_EXTRA_ARGS:-})
