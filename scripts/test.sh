@@ -51,7 +51,7 @@ step_done() { STEPS+=("$(printf '%-28s %-5s %5ss  %s' "$1" "$2" "$3" "${4:-}")")
 if [ "$DEPS" = 1 ]; then
   say "install test dependencies (scripts/install-test-deps.sh)"
   t=$(date +%s)
-  if timeout -k 10 1500 "$REPO/scripts/install-test-deps.sh" < /dev/null 2>&1 | tee "$OUTDIR/deps.log"; then
+  if timeout -k 10 1500 bash "$REPO/scripts/install-test-deps.sh" < /dev/null 2>&1 | tee "$OUTDIR/deps.log"; then
     step_done deps ok $(( $(date +%s) - t ))
   else
     verdict FAIL "install test dependencies" "see $OUTDIR/deps.log"
