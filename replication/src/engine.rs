@@ -782,7 +782,7 @@ impl ReplicationService {
             Effect::SetMode(m) => sync.mode = m,
             Effect::Failover | Effect::Failback | Effect::SwapRoles => {
                 return Err(ReplicationError::NotSupported(format!(
-                    "{op} needs a mirror, which is not implemented yet"
+                    "{op} applies to mirrors only"
                 )))
             }
         }

@@ -75,11 +75,6 @@ impl ReplicationService {
                 .map(|(i, s)| (s.clone(), format!("{}_{}", req.relationship_name, i + 1)))
                 .collect(),
         };
-        if req.sync_type == SyncType::Mirror {
-            return Err(ReplicationError::NotSupported(
-                "SyncType Mirror (6) is not implemented yet".into(),
-            ));
-        }
         for s in &req.sources {
             self.pool(&s.pool)?.volume(&s.name).map_err(|_| {
                 ReplicationError::InvalidParameter(format!("source {s} is not a volume"))

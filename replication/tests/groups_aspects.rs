@@ -218,3 +218,46 @@ fn aspect_copies_to_a_target_and_restores_the_source() {
     assert!(env.svc.aspects().is_empty());
     assert!(env.pool.check().is_clean());
 }
+
+#[test]
+fn a_group_of_mirrors_fractures_and_resyncs_together() {
+    let env = Env::new();
+    let a = env.volume("a", 2 * MIB);
+    let b = env.volume("b", 2 * MIB);
+    env.fill(&a, 1);
+    env.fill(&b, 2);
+    let mut req = group_request("mg", SyncType::Mirror, vec![a.clone(), b.clone()]);
+    req.wait_for = wait(CopyState::Synchronized);
+    let gid = env
+        .svc
+        .create_group_replica(req)
+        .unwrap()
+        .synchronization
+        .unwrap();
+    let (ta, tb) = (ElementRef::new("p", "mg_1"), ElementRef::new("p", "mg_2"));
+    let raw = |e: &ElementRef| read_all(env.pool.device(&e.name).unwrap().as_ref());
+    write_extent(env.dev(&a).as_ref(), 1, 7);
+    assert_eq!(raw(&ta), env.read_all(&a));
+    assert_eq!(raw(&tb), env.read_all(&b));
+    env.svc
+        .modify_group_synchronization(gid, Operation::Fracture, &[], None)
+        .unwrap();
+    assert_eq!(env.svc.group_copy_state(gid), Some(CopyState::Fractured));
+    write_extent(env.dev(&a).as_ref(), 2, 8);
+    write_extent(env.dev(&b).as_ref(), 3, 9);
+    assert_ne!(raw(&ta), env.read_all(&a));
+    env.svc
+        .modify_group_synchronization(
+            gid,
+            Operation::ResyncReplica,
+            &[],
+            wait(CopyState::Synchronized),
+        )
+        .unwrap();
+    assert_eq!(raw(&ta), env.read_all(&a));
+    assert_eq!(raw(&tb), env.read_all(&b));
+    env.svc
+        .modify_group_synchronization(gid, Operation::Detach, &[], None)
+        .unwrap();
+    assert!(env.pool.check().is_clean());
+}
