@@ -145,6 +145,19 @@ mod tests {
     }
 
     #[test]
+    fn ports_announced_by_the_transport_are_listed() {
+        let t = Harness::new(64, true);
+        t.map.add_target_port(&TargetPort {
+            target_name: t.me.target_port.target_name.clone(),
+            tpgt: 7,
+            relative_port_id: 3,
+        });
+        let o = t.run(&rtpg(0, 1024));
+        assert_eq!(&o.data_in[0..4], &[0, 0, 0, 24]);
+        assert_eq!(&o.data_in[16..28], &[0, 1, 0, 7, 0, 0, 0, 1, 0, 0, 0, 3]);
+    }
+
+    #[test]
     fn matches_vpd_83_target_port_group() {
         let t = Harness::new(64, true);
         let o = t.run(&[0x12, 1, 0x83, 0, 255, 0]);
