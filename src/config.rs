@@ -4,6 +4,10 @@
 //! ```toml
 //! data_dir = "./ironlun-data"          # optional; --data-dir overrides
 //!
+//! [cim]                                  # optional: CIM-XML replication service
+//! http_listen = ["127.0.0.1:5988"]       # [] disables HTTP; --cim-listen overrides
+//! https_listen = ["127.0.0.1:5989"]      # [] disables HTTPS; --cim-listen-https overrides
+//!
 //! [[pool]]                               # copy-on-write extent pools
 //! name = "default"
 //! path = "pool.img"                      # relative to data_dir; a file or block device
@@ -47,6 +51,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// CHAP required on discovery sessions.
     pub discovery_chap: Option<ChapConfig>,
+    /// The CIM-XML server (`[cim]`: listen addresses, TLS files, users, limits).
+    pub cim: Option<ironlun_cim::CimSettings>,
 }
 
 /// One copy-on-write extent pool.
@@ -138,6 +144,7 @@ impl Config {
         Config {
             data_dir: None,
             discovery_chap: None,
+            cim: None,
             pools: Vec::new(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_IQN.to_string(),

@@ -50,6 +50,17 @@ pub struct ServeArgs {
     /// connection that does not answer within as many again.
     #[arg(long, value_name = "SECS", default_value_t = 15)]
     pub nop_interval_secs: u64,
+    /// CIM-XML (HTTP) listen address(es) of the replication service
+    /// (default 127.0.0.1:5988, or the config's [cim] section). When this or
+    /// --cim-listen-https is given, the CIM listeners are exactly those given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub cim_listen: Vec<String>,
+    /// CIM-XML over HTTPS listen address(es) (default 127.0.0.1:5989).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub cim_listen_https: Vec<String>,
+    /// Do not serve CIM-XML (the replication engine still runs).
+    #[arg(long)]
+    pub no_cim: bool,
 }
 
 fn main() {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use std::collections::HashMap;
 
+use ironlun_cim::{CimServer, EngineProvider};
 use ironlun_cow::{BlockDevice, FileDevice, FileDeviceOptions, Pool, PoolOptions};
+use ironlun_replication::{ElementRef, ReplicationService};
 use ironlun_target::login::{ChapPolicy, TargetLoginInfo};
 use ironlun_target::scsi::{LogicalUnit, LuIdentity, LuOptions, LunMap};
 use ironlun_target::server::{Server, ServerSettings, TargetEntry};
@@ -82,10 +84,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         open: HashMap::new(),
         data_dir: data_dir.clone(),
     };
+    let (engine, pool_names) = open_engine(&cfg, &mut pools)?;
+    let cim_config = cim_config(&args, &cfg, &data_dir)?;
     let mut entries = Vec::new();
     let mut portals: Vec<SocketAddr> = Vec::new();
     for t in &cfg.targets {
-        let (entry, tportals) = build_target(t, &mut pools, args.allow_sanitize)?;
+        let (entry, tportals) = build_target(t, &mut pools, &engine, args.allow_sanitize)?;
         for p in tportals {
             if !portals.contains(&p) {
                 portals.push(p);
@@ -128,11 +132,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         settings.ffp.nop_timeout = Duration::from_secs(nop_interval.max(1));
         let server = Server::new(entries, settings);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let cim = match cim_config {
+            Some(c) => {
+                let wait = c.request_timeout.saturating_sub(Duration::from_secs(10)).max(Duration::from_secs(1));
+                let provider = EngineProvider::new(engine.clone(), pool_names, system_name())
+                    .with_wait_timeout(wait);
+                let cim = CimServer::new(c, Arc::new(provider))
+                    .context("CIM-XML server (use --cim-listen ADDR:PORT, --cim-listen-https ADDR:PORT or --no-cim)")?;
+                let mut cim_stop = stop_rx.clone();
+                Some(tokio::spawn(cim.serve(async move {
+                    let _ = cim_stop.wait_for(|s| *s).await;
+                })))
+            }
+            None => None,
+        };
         let serving = tokio::spawn(server.clone().serve(listeners, stop_rx));
         wait_for_signal().await;
         info!("signal received: stopping");
         let _ = stop_tx.send(true);
         let _ = serving.await;
+        if let Some(c) = cim {
+            match c.await {
+                Ok(Err(e)) => error!("{e}"),
+                Err(e) => error!("CIM-XML server: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
         for map in server.lun_maps() {
             for lun in map.luns().collect::<Vec<_>>() {
                 if let Some(lu) = map.get(lun) {
@@ -142,9 +167,89 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        engine.shutdown();
         info!("stopped");
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// The replication engine over every pool the server uses: the configured
+/// ones, those LUNs name, and the implicit default pool (when a LUN uses it
+/// or it exists). Its state lives in `<data-dir>/replication.json`.
+fn open_engine(
+    cfg: &Config,
+    pools: &mut Pools,
+) -> anyhow::Result<(Arc<ReplicationService>, Vec<String>)> {
+    let mut used: Vec<String> = Vec::new();
+    for t in &cfg.targets {
+        for l in t.luns.iter().filter(|l| l.path.is_none()) {
+            let n = l.pool.clone().unwrap_or_else(|| DEFAULT_POOL.to_string());
+            if !used.contains(&n) {
+                used.push(n);
+            }
+        }
+    }
+    let mut open = Vec::new();
+    for n in &used {
+        open.push((n.clone(), pools.get(n)?));
+    }
+    let mut optional: Vec<String> = cfg.pools.iter().map(|p| p.name.clone()).collect();
+    if pools.data_dir.join("pool.img").exists() {
+        optional.push(DEFAULT_POOL.to_string());
+    }
+    for n in optional {
+        if used.contains(&n) {
+            continue;
+        }
+        match pools.get(&n) {
+            Ok(p) => {
+                used.push(n.clone());
+                open.push((n, p));
+            }
+            Err(e) => tracing::warn!("pool {n:?} is not available to replication: {e:#}"),
+        }
+    }
+    let state = pools.data_dir.join("replication.json");
+    let engine = ReplicationService::open(open, &state)
+        .with_context(|| format!("replication state {}", state.display()))?;
+    Ok((engine, used))
+}
+
+/// The CIM-XML server configuration, or `None` with `--no-cim`.
+fn cim_config(
+    args: &ServeArgs,
+    cfg: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<ironlun_cim::CimConfig>> {
+    if args.no_cim {
+        return Ok(None);
+    }
+    let mut c = cfg.cim.clone().unwrap_or_default().to_config(data_dir);
+    if !args.cim_listen.is_empty() || !args.cim_listen_https.is_empty() {
+        let parse = |flag: &str, v: &[String]| -> anyhow::Result<Vec<SocketAddr>> {
+            v.iter()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| anyhow!("{flag}: {a:?} is not ADDR:PORT (IPv6 as [::1]:5988)"))
+                })
+                .collect()
+        };
+        c.http_listen = parse("--cim-listen", &args.cim_listen)?;
+        c.https_listen = parse("--cim-listen-https", &args.cim_listen_https)?;
+    }
+    if c.http_listen.is_empty() && c.https_listen.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(c))
+}
+
+/// The SystemName key of the CIM instances: the host name.
+fn system_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ironlun".to_string())
 }
 
 async fn wait_for_signal() {
@@ -228,6 +333,7 @@ fn lun_device(
     t: &TargetConfig,
     l: &LunConfig,
     pools: &mut Pools,
+    engine: &ReplicationService,
 ) -> anyhow::Result<(Arc<dyn BlockDevice>, String)> {
     let size = size_opt(&l.size)?;
     if let Some(path) = &l.path {
@@ -255,8 +361,12 @@ fn lun_device(
         .clone()
         .unwrap_or_else(|| format!("{}-lun{}", file_stem(&t.iqn), l.id));
     let size = size.ok_or_else(|| anyhow!("LUN {} needs a size", l.id))?;
-    let dev = pool
-        .open_or_create_volume(&volume, size)
+    pool.open_or_create_volume(&volume, size)
+        .with_context(|| format!("volume {volume:?} in pool {pool_name:?}"))?;
+    // Served through the replication engine's device (write hold for
+    // consistent points in time, copy locks, mirror hook).
+    let dev = engine
+        .device(&ElementRef::new(pool_name.clone(), volume.clone()))
         .with_context(|| format!("volume {volume:?} in pool {pool_name:?}"))?;
     if dev.geometry().block_size != l.block_size {
         return Err(anyhow!(
@@ -271,6 +381,7 @@ fn lun_device(
 fn build_target(
     t: &TargetConfig,
     pools: &mut Pools,
+    engine: &ReplicationService,
     allow_sanitize: bool,
 ) -> anyhow::Result<(TargetEntry, Vec<SocketAddr>)> {
     let portals: Vec<SocketAddr> = t
@@ -283,8 +394,8 @@ fn build_target(
         .collect::<Result<_, _>>()?;
     let mut map = LunMap::new();
     for l in &t.luns {
-        let (device, what) =
-            lun_device(t, l, pools).with_context(|| format!("target {} LUN {}", t.iqn, l.id))?;
+        let (device, what) = lun_device(t, l, pools, engine)
+            .with_context(|| format!("target {} LUN {}", t.iqn, l.id))?;
         let g = device.geometry();
         let device_read_only = device.read_only();
         info!(target = %t.iqn, lun = l.id, backing = %what,

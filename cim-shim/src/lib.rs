@@ -11,9 +11,12 @@
 //! * [`schema`]: the class declarations, as data.
 //! * [`ops`]: intrinsic operations and extrinsic method dispatch.
 //! * [`server`]: HTTP/HTTPS front end ([`CimServer`]).
+//! * [`engine_provider`]: [`EngineProvider`], the real provider over the
+//!   replication engine.
 //! * [`testing`]: an in-memory provider — a **test aid**, not the engine.
 
 pub mod credentials;
+pub mod engine_provider;
 pub mod error;
 pub mod ops;
 pub mod provider;
@@ -25,6 +28,7 @@ pub mod value;
 pub mod xml;
 
 pub use credentials::CimUser;
+pub use engine_provider::EngineProvider;
 pub use error::{CimError, CimStatus};
 pub use provider::{path_of, MethodOutcome, Params, Provider};
 pub use server::{CimConfig, CimServer, CimSettings, ServerError};

@@ -334,6 +334,17 @@ fn intrinsic(p: &dyn Provider, call: &IMethodCall, ctx: &EncodeCtx) -> Result<St
                     object.class_name
                 )));
             }
+            // A name with only some keys (e.g. only DeviceID) stands for the
+            // instance the provider resolves it to.
+            let object = match find_instance(p, ns, nsname, &object) {
+                Ok((c, i)) => {
+                    let mut full = instance_path(c, &i);
+                    full.host = object.host.clone();
+                    full.namespace = object.namespace.clone();
+                    full
+                }
+                Err(_) => object,
+            };
             let assoc_class = if assoc_op {
                 class_param(call, "AssocClass")?
             } else {

@@ -62,6 +62,12 @@ impl Server {
                 a.parse().unwrap()
             }
         };
+        // CIM-XML is off unless the test asks for it (its default ports are
+        // fixed; parallel servers would collide).
+        let wants_cim = extra
+            .iter()
+            .any(|a| a.starts_with("--cim-listen") || *a == "--cim");
+        let cim_args: &[&str] = if wants_cim { &[] } else { &["--no-cim"] };
         let log = dir.join(format!("server-{}.log", addr.port()));
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ironlun"))
@@ -69,6 +75,7 @@ impl Server {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(&listen_args)
+            .args(cim_args)
             .args(extra)
             .env("IRONLUN_LOG", "debug")
             .stdout(Stdio::null())
