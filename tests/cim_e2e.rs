@@ -366,7 +366,94 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     ]);
     assert!(o.contains("ReturnValue=0"), "{o}");
 
-    // The source moves on; the replicas keep the point in time.
+    // Group replica: one source, TargetElementCount 2 (nightly_1, nightly_2).
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "CreateGroupReplica",
+        "-p",
+        "RelationshipName=nightly",
+        "-p",
+        "SyncType=7",
+        "-p",
+        &format!("SourceElement={}", vol(SOURCE)),
+        "-p",
+        "TargetElementCount=2",
+        "-p",
+        "Consistency=3",
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    let o = cim.py(&["instance", "enumerate", "CIM_GroupSynchronized"]);
+    assert!(
+        o.contains("SyncType = 7;") && o.contains("CopyState = 4;"),
+        "{o}"
+    );
+
+    // An aspect (a point in time with no target), copied to a target later.
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "CreateSynchronizationAspect",
+        "-p",
+        "Name=pit",
+        "-p",
+        "SyncType=7",
+        "-p",
+        &format!("SourceElement={}", vol(SOURCE)),
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    let u = unfold(&o);
+    let at = u
+        .find("IRONLUN:aspect-")
+        .expect("SettingsState names the aspect");
+    let aspect: String = u[at + 15..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "ModifySettingsDefineState",
+        "-p",
+        "Operation=5",
+        "-p",
+        &format!(
+            "SettingsState=CIM_SettingsDefineState.ManagedElement=\"{}\",SettingData=\"CIM_SynchronizationAspect.InstanceID=\\\"IRONLUN:aspect-{aspect}\\\"\"",
+            vol(SOURCE).replace('"', "\\\"")
+        ),
+        "-p",
+        "TargetPool=MSISCSITARGET_StoragePool.InstanceID=\"IRONLUN:pool-default\"",
+        "-p",
+        "WaitForCopyState=4",
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    assert!(unfold(&o).contains("default/pit_1"), "{o}");
+
+    // Mirror (6), synchronous, waiting for Synchronized: the target then
+    // follows every write of the source.
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "CreateElementReplica",
+        "-p",
+        "ElementName=mirrorA",
+        "-p",
+        "SyncType=6",
+        "-p",
+        "Mode=2",
+        "-p",
+        &format!("SourceElement={}", vol(SOURCE)),
+        "-p",
+        "WaitForCopyState=4",
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+
+    // The source moves on; the point-in-time replicas keep their data, the
+    // mirror follows.
     write_pattern(&s, 0x5B);
     s.stop();
 
@@ -380,7 +467,11 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
              [[target.lun]]\nid = 1\nsnapshot = \"snapA\"\n\
              [[target.lun]]\nid = 2\nsize = \"1G\"\nvolume = \"cloneA\"\n\
              [[target.lun]]\nid = 3\nsize = \"1G\"\nvolume = \"cloneW\"\n\
-             [[target.lun]]\nid = 4\nsnapshot = \"snapW\"\n"
+             [[target.lun]]\nid = 4\nsnapshot = \"snapW\"\n\
+             [[target.lun]]\nid = 5\nsnapshot = \"nightly_1\"\n\
+             [[target.lun]]\nid = 6\nsnapshot = \"nightly_2\"\n\
+             [[target.lun]]\nid = 7\nsize = \"1G\"\nvolume = \"pit_1\"\n\
+             [[target.lun]]\nid = 8\nsize = \"1G\"\nvolume = \"mirrorA\"\n"
         ),
     )
     .unwrap();
@@ -392,7 +483,19 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
         pattern(0x5B),
         "the source has its new data"
     );
-    for (lun, what) in [(1, "snapA"), (2, "cloneA"), (3, "cloneW"), (4, "snapW")] {
+    assert!(
+        read_lun(&s, 8) == pattern(0x5B),
+        "the mirror (LUN 8) does not follow the source"
+    );
+    for (lun, what) in [
+        (1, "snapA"),
+        (2, "cloneA"),
+        (3, "cloneW"),
+        (4, "snapW"),
+        (5, "nightly_1"),
+        (6, "nightly_2"),
+        (7, "pit_1"),
+    ] {
         assert!(
             read_lun(&s, lun) == pattern(0xA0),
             "{what} (LUN {lun}) does not hold the point-in-time data"
