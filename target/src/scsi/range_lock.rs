@@ -10,7 +10,9 @@
 //! under a mutex, and a condition variable to wait on. Holders are few
 //! (bounded by the command queue depth), so a linear scan is cheap.
 //! Disjoint ranges never wait for each other; overlapping ones are served
-//! in the order they manage to take the mutex once the overlap is gone.
+//! first come, first served: a request also waits for earlier *waiting*
+//! requests it overlaps, so a steady stream of writes cannot starve a
+//! COMPARE AND WRITE (an ESXi heartbeat gives up after about 8 s).
 
 use parking_lot::{Condvar, Mutex};
 
@@ -23,22 +25,35 @@ pub struct RangeLock {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// (holder id, start, end) of every held range.
+    /// (ticket, start, end) of every held range.
     held: Vec<(u64, u64, u64)>,
-    next_id: u64,
+    /// (ticket, start, end) of every request still waiting.
+    waiting: Vec<(u64, u64, u64)>,
+    /// Tickets are handed out in arrival order.
+    next_ticket: u64,
 }
 
 impl Inner {
-    fn busy(&self, start: u64, end: u64) -> bool {
-        self.held
-            .iter()
-            .any(|&(_, s, e)| overlaps((s, e), (start, end)))
+    fn ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
     }
 
-    fn take(&mut self, start: u64, end: u64) -> u64 {
-        self.next_id = self.next_id.wrapping_add(1);
-        self.held.push((self.next_id, start, end));
-        self.next_id
+    /// Whether `[start, end)` must wait: it overlaps a held range, or an
+    /// earlier request that is still waiting.
+    fn busy(&self, ticket: u64, start: u64, end: u64) -> bool {
+        let hit = |s: u64, e: u64| overlaps((s, e), (start, end));
+        self.held.iter().any(|&(_, s, e)| hit(s, e))
+            || self
+                .waiting
+                .iter()
+                .any(|&(t, s, e)| t < ticket && hit(s, e))
+    }
+
+    fn unwait(&mut self, ticket: u64) {
+        if let Some(i) = self.waiting.iter().position(|r| r.0 == ticket) {
+            self.waiting.swap_remove(i);
+        }
     }
 }
 
@@ -68,10 +83,17 @@ impl RangeLock {
         let start = lba;
         let end = lba.saturating_add(blocks.max(1));
         let mut inner = self.inner.lock();
-        while inner.busy(start, end) {
-            self.freed.wait(&mut inner);
+        let id = inner.ticket();
+        if inner.busy(id, start, end) {
+            inner.waiting.push((id, start, end));
+            while inner.busy(id, start, end) {
+                self.freed.wait(&mut inner);
+            }
+            inner.unwait(id);
+            // Later waiters blocked only by our waiting entry re-check.
+            self.freed.notify_all();
         }
-        let id = inner.take(start, end);
+        inner.held.push((id, start, end));
         RangeGuard { lock: self, id }
     }
 
@@ -80,10 +102,11 @@ impl RangeLock {
         let start = lba;
         let end = lba.saturating_add(blocks.max(1));
         let mut inner = self.inner.lock();
-        if inner.busy(start, end) {
+        let id = inner.ticket();
+        if inner.busy(id, start, end) {
             return None;
         }
-        let id = inner.take(start, end);
+        inner.held.push((id, start, end));
         Some(RangeGuard { lock: self, id })
     }
 
@@ -162,6 +185,34 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(v.load(Ordering::SeqCst), 1600);
+    }
+
+    #[test]
+    fn waiters_are_served_in_arrival_order() {
+        // A waiter for [10, 11) must not be overtaken by a later request
+        // for [10, 20) while [0, 15) is held... and a later disjoint
+        // request still goes straight through.
+        let l = Arc::new(RangeLock::new());
+        let g = l.lock(0, 15);
+        let l2 = l.clone();
+        let first = std::thread::spawn(move || {
+            let _g = l2.lock(10, 1);
+            std::thread::sleep(Duration::from_millis(30));
+        });
+        while l.inner.lock().waiting.is_empty() {
+            std::thread::yield_now();
+        }
+        drop(g);
+        // The earlier waiter is ahead: an overlapping newcomer must wait,
+        // even at a moment when nothing overlapping may be held.
+        let t0 = std::time::Instant::now();
+        let later = l.lock(10, 10);
+        first.join().unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(20));
+        assert!(l.try_lock(40, 5).is_some());
+        drop(later);
+        assert_eq!(l.held(), 0);
+        assert!(l.inner.lock().waiting.is_empty());
     }
 
     #[test]
