@@ -152,8 +152,6 @@ md("""`GetSupportedOperations` answers from the engine's Operation x CopyState t
 (here: Clone, 11 = Async Clone Local, in CopyState 4 Synchronized):""")
 ex('$PY instance invokemethod "$CAPS" GetSupportedOperations -p ReplicationType=11 -p CopyState=4', expect="ReturnValue=0")
 ex('$PY instance invokemethod "$CAPS" GetSupportedCopyStates -p ReplicationType=7', expect="ReturnValue=0")
-md("""(pywbemcli prints every boolean of an output array as `true`; the wire has
-`FALSE` for 2 Initialized, 11 Prepared and 5 Broken — wbemcli shows them.)""")
 ex('$PY instance invokemethod "$CAPS" GetSupportedWaitForCopyStates -p ReplicationType=11', expect="ReturnValue=0")
 ex('$PY instance invokemethod "$CAPS" GetSupportedConsistency -p ReplicationType=7', expect="ReturnValue=0")
 ex('$PY instance invokemethod "$CAPS" ConvertSyncTypeToReplicationType -p SyncType=8 -p Mode=3', expect="ReturnValue=11")

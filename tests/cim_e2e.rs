@@ -253,6 +253,33 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     ]);
     assert!(o.contains(&format!("DeviceID=\"{SOURCE}\"")), "{o}");
 
+    // Wrong or no password: 401.
+    let o = cim.wbem(&[
+        String::from("ecn"),
+        format!("http://admin:wrong@127.0.0.1:{http}/{NS}"),
+    ]);
+    assert!(o.contains("Invalid username/password"), "{o}");
+    let o = cim.wbem(&[String::from("ecn"), format!("http://127.0.0.1:{http}/{NS}")]);
+    assert!(o.contains("Username/password required"), "{o}");
+    let o = run(
+        &pywbemcli(),
+        &[
+            "-s",
+            &format!("http://127.0.0.1:{http}"),
+            "-u",
+            "admin",
+            "-p",
+            "wrong",
+            "-d",
+            NS,
+            "instance",
+            "enumerate",
+            "CIM_StorageVolume",
+        ]
+        .map(String::from),
+    );
+    assert!(o.contains("401"), "{o}");
+
     // Snapshot (7) with WaitForCopyState=4 Synchronized: completes at once.
     let o = cim.py(&[
         "instance",

@@ -1324,27 +1324,14 @@ impl EngineProvider {
                             .ok_or_else(|| invalid(format!("Operation: {n} is not an operation")))
                     })
                     .transpose()?;
-                let states: Vec<CopyState> = table::reachable(t)
-                    .iter()
-                    .copied()
-                    .filter(|st| {
-                        op.is_none_or(|op| {
-                            matches!(table::decide(t, *st, op), table::Decision::Allowed(_))
-                        })
-                    })
-                    .collect();
-                let accessible = states
-                    .iter()
-                    .map(|st| {
-                        CimValue::Boolean(!matches!(
-                            st,
-                            CopyState::Initialized | CopyState::Prepared | CopyState::Broken
-                        ))
-                    })
-                    .collect();
+                let states: Vec<CopyState> = match op {
+                    Some(op) => table::supported_copy_states(t, op),
+                    None => table::reachable(t).to_vec(),
+                };
+                // HostAccessible is not sent: the engine does not publish
+                // per-state host access, and the shim does not guess it.
                 MethodOutcome::code(0)
                     .with("SupportedCopyStates", u16a(states.iter().map(|x| x.cim())))
-                    .with("HostAccessible", CimValue::Array(accessible))
             }
             "GetSupportedWaitForCopyStates" => MethodOutcome::code(0).with(
                 "SupportedCopyStates",
@@ -1529,30 +1516,23 @@ mod engine_tests {
     #[test]
     fn copy_states_answer_from_the_table() {
         let p = provider("caps");
-        let params = Params(vec![("ReplicationType".into(), CimValue::Uint16(7))]);
+        let params = Params(vec![
+            ("ReplicationType".into(), CimValue::Uint16(7)),
+            ("Operation".into(), CimValue::Uint16(14)),
+        ]);
         let out = p
             .capability_method("GetSupportedCopyStates", &params)
             .ok()
             .unwrap();
-        let get = |n: &str| {
-            out.out_params
+        let want: Vec<CimValue> =
+            table::supported_copy_states(SyncType::Snapshot, Operation::ResyncReplica)
                 .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
-        let CimValue::Array(states) = get("SupportedCopyStates") else {
-            panic!()
-        };
-        let CimValue::Array(acc) = get("HostAccessible") else {
-            panic!()
-        };
-        assert_eq!(states.len(), acc.len());
-        let init = states
-            .iter()
-            .position(|s| *s == CimValue::Uint16(2))
-            .unwrap();
-        assert_eq!(acc[init], CimValue::Boolean(false));
+                .map(|s| CimValue::Uint16(s.cim() as u16))
+                .collect();
+        assert_eq!(
+            out.out_params,
+            vec![("SupportedCopyStates".to_string(), CimValue::Array(want))]
+        );
     }
 
     #[test]
