@@ -242,6 +242,20 @@ impl Config {
             if !iqns.insert(t.iqn.clone()) {
                 return Err(err(f("iqn"), format!("{} is configured twice", t.iqn)));
             }
+            if let Some(other) = self.targets[..ti]
+                .iter()
+                .find(|o| file_stem(&o.iqn) == file_stem(&t.iqn))
+            {
+                return Err(err(
+                    f("iqn"),
+                    format!(
+                        "{} and {} end in the same name {:?}, which names their default volumes and state; make the parts after the last ':' differ",
+                        other.iqn,
+                        t.iqn,
+                        file_stem(&t.iqn)
+                    ),
+                ));
+            }
             for (pi, p) in t.portals.iter().enumerate() {
                 if p.parse::<SocketAddr>().is_err() {
                     return Err(err(
@@ -338,6 +352,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The file-name-safe short form of a target name (the part after the last
+/// `:`), used to name a target's default volumes and its state directory.
+pub fn file_stem(iqn: &str) -> String {
+    let tail = iqn.rsplit(':').next().unwrap_or(iqn);
+    tail.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Parses "1G", "512M", "4096", "10GiB" into bytes.

@@ -18,7 +18,8 @@ use ironlun_target::server::{Server, ServerSettings, TargetEntry};
 use tracing::{error, info};
 
 use crate::config::{
-    parse_size, Config, LunConfig, PoolConfig, TargetConfig, DEFAULT_POOL, DEFAULT_POOL_SIZE,
+    file_stem, parse_size, Config, LunConfig, PoolConfig, TargetConfig, DEFAULT_POOL,
+    DEFAULT_POOL_SIZE,
 };
 use crate::ServeArgs;
 
@@ -440,20 +441,6 @@ fn build_target(
         },
         portals,
     ))
-}
-
-/// A file-name-safe form of a target name.
-fn file_stem(iqn: &str) -> String {
-    let tail = iqn.rsplit(':').next().unwrap_or(iqn);
-    tail.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// FNV-1a, 64 bits: a hash that never changes between builds, so LU

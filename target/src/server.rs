@@ -108,6 +108,15 @@ pub struct Server {
 impl Server {
     /// A server for `targets`.
     pub fn new(targets: Vec<TargetEntry>, settings: ServerSettings) -> Arc<Server> {
+        // Announce every target port to its LUNs, so REPORT TARGET PORT
+        // GROUPS lists them before any session arrives through them.
+        for t in &targets {
+            t.luns.add_target_port(&TargetPort {
+                target_name: t.login.name.clone(),
+                tpgt: t.login.portal_group_tag,
+                relative_port_id: 1,
+            });
+        }
         Arc::new(Server {
             directory: Arc::new(Directory {
                 targets,
