@@ -456,6 +456,16 @@ mod tests {
     }
 
     #[test]
+    fn targets_whose_names_end_alike_are_refused() {
+        let mut cfg = Config::embedded_default();
+        let mut other = cfg.targets[0].clone();
+        other.iqn = "iqn.2026-11.org.elsewhere:default".into();
+        cfg.targets.push(other);
+        let e = cfg.validate("x.toml").unwrap_err().to_string();
+        assert!(e.contains("target[1].iqn") && e.contains("\"default\""), "{e}");
+    }
+
+    #[test]
     fn names() {
         assert!(valid_iscsi_name("iqn.2026-11.org.ironlun:default"));
         assert!(valid_iscsi_name("eui.0123456789abcdef"));
