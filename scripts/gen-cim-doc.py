@@ -98,6 +98,7 @@ password is replaced by `$PW`, and the ports by the defaults).
 | HTTPS | `127.0.0.1:5989` by default; `--cim-listen-https ADDR:PORT` (repeatable) |
 | | giving either flag makes the listeners exactly those given (`--cim-listen` alone: HTTP only) |
 | off | `--no-cim` (the replication engine still runs; its jobs continue) |
+| copy rate | `--replication-copy-delay-ms MS`: a pause between batches of background copies (clone copy, resync, restore) |
 | config | a `[cim]` section: `http_listen`, `https_listen` (`[]` disables one), `tls_cert` + `tls_key`, `users = [{ name, password }]`, `max_body_bytes`, `request_timeout_secs` |
 | credential | without `users`, an `admin` password is generated on first start in `<data-dir>/cim-admin.credential` (mode 0600, `admin:<password>`) |
 | certificate | without `tls_cert`, a self-signed one in `<data-dir>/cim-tls-cert.pem` |
@@ -173,6 +174,10 @@ ex(f'$PY instance associators "$(job {jid})" --assoc-class CIM_AffectedJobElemen
 ex(f'$PY instance invokemethod "$(job {jid})" GetErrors', expect="ReturnValue=0")
 md("RequestStateChange (2 Start, 3 Suspend, 4 Terminate) on a finished job is 4097 Invalid State Transition:")
 ex(f'$PY instance invokemethod "$(job {jid})" RequestStateChange -p RequestedState=4', expect="ReturnValue=4097")
+md("""On a running job, RequestStateChange 3 Suspend, 2 Start (resume) and
+4 Terminate answer 0 (tests/cim_e2e.rs drives them through wbemcli with
+`--replication-copy-delay-ms` so the copy is still running), e.g.
+`wbemcli cm "$WB:$(job 5)" RequestStateChange.RequestedState=3`.""")
 md("Clone with WaitForCopyState=4 through wbemcli: the call returns 0 once the copy is Synchronized:")
 ex('wbemcli cm "$WB:$SVC" "CreateElementReplica.ElementName=\\"clone2\\",SyncType=8,WaitForCopyState=4,SourceElement=$SRC"', expect="CreateElementReplica: 0")
 md("The relationships:")

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Do not serve CIM-XML (the replication engine still runs).
     #[arg(long)]
     pub no_cim: bool,
+    /// Pause this long between batches of a background replication copy
+    /// (clone copy, resync, restore): a rate limit.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub replication_copy_delay_ms: u64,
 }
 
 fn main() {

@@ -86,6 +86,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
     };
     let (engine, pool_names) = open_engine(&cfg, &mut pools)?;
+    engine.set_copy_delay(Duration::from_millis(args.replication_copy_delay_ms));
     let cim_config = cim_config(&args, &cfg, &data_dir)?;
     let mut entries = Vec::new();
     let mut portals: Vec<SocketAddr> = Vec::new();

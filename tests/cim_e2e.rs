@@ -698,3 +698,114 @@ fn every_operation_answers_the_table_through_wbemcli() {
     );
     s.stop();
 }
+
+/// A running copy job controlled through CIM: RequestStateChange Suspend
+/// (3) and Start (2) through wbemcli, the job followed to completion; a
+/// second one Terminated (4). Copies are slowed with
+/// --replication-copy-delay-ms so the job is still running when asked.
+#[test]
+fn a_running_job_is_suspended_resumed_and_terminated_through_cim() {
+    ensure_clients();
+    let http = free_port();
+    let mut s = Server::start(
+        "cim-jobs",
+        &[
+            "--cim-listen",
+            &format!("127.0.0.1:{http}"),
+            "--replication-copy-delay-ms",
+            "300",
+        ],
+    );
+    // 8 MiB of data: 128 extents of 64 KiB, 8 copy batches.
+    {
+        let mut c = session(&s, 0);
+        let chunk = pattern(0x11);
+        for i in 0..16u32 {
+            let (st, _, _) = c
+                .scsi(
+                    &write10(i * BLOCKS as u32, BLOCKS),
+                    chunk.len() as u32,
+                    Some(&chunk),
+                )
+                .unwrap();
+            assert_eq!(st, 0);
+        }
+    }
+    let cred = std::fs::read_to_string(s.dir.join("data/cim-admin.credential")).unwrap();
+    let pw = cred.trim().split_once(':').unwrap().1.to_string();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "ironlun".into());
+    let base = format!("http://admin:{pw}@127.0.0.1:{http}/{NS}");
+    let svc = format!(
+        "{base}:MSISCSITARGET_ReplicationService.SystemCreationClassName=\"CIM_ComputerSystem\",\
+         SystemName=\"{host}\",CreationClassName=\"MSISCSITARGET_ReplicationService\",\
+         Name=\"ReplicationService\""
+    );
+    let wbem = |args: Vec<String>| run(Path::new("wbemcli"), &args);
+    let clone = |name: &str| {
+        let o = wbem(vec![
+            "cm".into(),
+            svc.clone(),
+            format!(
+                "CreateElementReplica.ElementName=\"{name}\",SyncType=8,SourceElement={}",
+                vol(SOURCE)
+            ),
+        ]);
+        assert!(o.contains("CreateElementReplica: 4096"), "{o}");
+        number_after(&o, "IRONLUN:job-").expect("a job reference")
+    };
+    let job = |id: u64| format!("{base}:MSISCSITARGET_ConcreteJob.InstanceID=\"IRONLUN:job-{id}\"");
+    let request = |id: u64, state: u32| {
+        let o = wbem(vec![
+            "cm".into(),
+            job(id),
+            format!("RequestStateChange.RequestedState={state}"),
+        ]);
+        number_after(&o, "RequestStateChange: ").unwrap_or_else(|| panic!("no return value: {o}"))
+    };
+    let wait_state = |id: u64, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let o = wbem(vec!["gi".into(), job(id)]);
+            if o.contains(want) {
+                return o;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never reached {want}: {o}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let a = clone("slow1");
+    assert_eq!(request(a, 3), 0, "Suspend");
+    wait_state(a, "JobState=5");
+    // The batch in flight finishes; then the copy stands still.
+    std::thread::sleep(Duration::from_millis(700));
+    let o = wbem(vec!["gi".into(), job(a)]);
+    let pct = number_after(&o, "PercentComplete=").unwrap();
+    assert!(pct < 100, "{o}");
+    std::thread::sleep(Duration::from_millis(800));
+    let o = wbem(vec!["gi".into(), job(a)]);
+    assert!(
+        o.contains("JobState=5"),
+        "a suspended job stays suspended: {o}"
+    );
+    assert_eq!(number_after(&o, "PercentComplete="), Some(pct), "{o}");
+    assert_eq!(request(a, 2), 0, "Start (resume)");
+    let o = wait_state(a, "JobState=7");
+    assert!(
+        o.contains("OperationalStatus=2,17") && o.contains("PercentComplete=100"),
+        "{o}"
+    );
+    assert_eq!(request(a, 4), 4097, "a finished job cannot change state");
+
+    let b = clone("slow2");
+    assert_eq!(request(b, 4), 0, "Terminate");
+    let o = wait_state(b, "JobState=8");
+    assert!(!o.contains("JobState=7"), "{o}");
+    assert!(s.alive(), "{}", s.log_text());
+    s.stop();
+}
