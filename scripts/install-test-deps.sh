@@ -16,9 +16,14 @@
 #   dpkg-dev      dpkg-deb, used by the kguest build to unpack the guest's .debs
 #   python3       prints the kguest fio summary
 #   (linter)      shellcheck, lints the test scripts
+#   sblim-wbemcli python3-venv  the CIM clients (wbemcli; pywbemcli from PyPI into <repo>/.venv,
+#                 by cim-shim/tests/install-clients.sh) the CIM tests drive
 set -euo pipefail
 
-PKGS=(libiscsi-bin tgt fio sg3-utils iproute2 procps zstd dpkg-dev python3 shellcheck ca-certificates)
+PKGS=(libiscsi-bin tgt fio sg3-utils iproute2 procps zstd dpkg-dev python3 shellcheck ca-certificates sblim-wbemcli python3-venv)
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+# pywbemcli (PyPI pywbemtools) into <repo>/.venv, once the Debian packages are there.
+cim_clients() { bash "$REPO/cim-shim/tests/install-clients.sh" > /dev/null || echo "install-test-deps: pywbemcli could not be installed (the CIM tests will fail)" >&2; }
 if [ "${1:-}" = --bench ]; then
   PKGS+=(build-essential libiscsi-dev libaio-dev zlib1g-dev pkg-config)
 fi
@@ -35,6 +40,7 @@ for p in "${PKGS[@]}"; do
 done
 if [ "${#missing[@]}" = 0 ]; then
   echo "install-test-deps: all present (${PKGS[*]})"
+  cim_clients
   exit 0
 fi
 echo "install-test-deps: installing ${missing[*]}"
@@ -53,4 +59,5 @@ rc=0
 timeout 1200 "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" < /dev/null || rc=$?
 if [ "$own_policy" = 1 ]; then "${SUDO[@]}" rm -f "$policy"; fi
 [ "$rc" = 0 ] || { echo "install-test-deps: apt-get install failed (rc=$rc)" >&2; exit "$rc"; }
+cim_clients
 echo "install-test-deps: done"
