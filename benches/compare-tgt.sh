@@ -144,7 +144,7 @@ fio_ver="not available"
 if [ -n "$FIO" ]; then fio_ver="$("$FIO" --version) with the libiscsi engine"; fi
 {
   echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r); runtime ${RUNTIME}s per job, LUNs of $SIZE, backing files on $(df -P "$OUT" | awk 'NR==2 {print $1}')."
-  echo "ironlun $("$IRONLUN_BIN" --version 2>/dev/null || echo '?') ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')); tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); fio: $fio_ver."
+  echo "ironlun $("$IRONLUN_BIN" --version 2>/dev/null || echo '?') (commit $(git -C "$(dirname "$IRONLUN_BIN")/../.." describe --always --dirty 2>/dev/null || echo '?') of the tree the binary was built in); tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); fio: $fio_ver."
   echo "Load average before / after: $LOAD_BEFORE / $LOAD_AFTER (anything well above 0 means other work shared the 2 cores)."
   echo "Figures: IOPS / MB/s (server CPU in cores). ratio = ironlun / the better tgt LUN (by IOPS)."
   echo
