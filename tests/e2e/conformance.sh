@@ -23,7 +23,16 @@ TMO=${CONFORMANCE_TIMEOUT:-900}
 REQUIRED_SUITES=(iSCSI.iSCSIcmdsn iSCSI.iSCSIdatasn iSCSI.iSCSIResiduals iSCSI.iSCSITMF
   SCSI.TestUnitReady SCSI.Inquiry SCSI.ReadCapacity10 SCSI.ReadCapacity16
   SCSI.Read6 SCSI.Read10 SCSI.Read12 SCSI.Read16 SCSI.Write10 SCSI.Write12 SCSI.Write16
-  SCSI.Verify10 SCSI.Verify12 SCSI.Verify16 SCSI.ModeSense6 SCSI.ReportSupportedOpcodes)
+  SCSI.Verify10 SCSI.Verify12 SCSI.Verify16 SCSI.ModeSense6 SCSI.ReportSupportedOpcodes
+  SCSI.Mandatory SCSI.WriteVerify10 SCSI.WriteVerify12 SCSI.WriteVerify16
+  SCSI.Unmap SCSI.WriteSame10 SCSI.WriteSame16 SCSI.GetLBAStatus
+  SCSI.OrWrite SCSI.Prefetch10 SCSI.Prefetch16 SCSI.WriteAtomic16
+  SCSI.ReadDefectData10 SCSI.ReadDefectData12 SCSI.Reserve6
+  SCSI.PrinReadKeys SCSI.PrinServiceactionRange SCSI.PrinReportCapabilities
+  SCSI.ProutRegister SCSI.ProutReserve SCSI.ProutClear SCSI.ProutPreempt
+  SCSI.MultipathIO SCSI.CompareAndWrite)
+# CompareAndWrite stays last: libiscsi 1.19's InvalidDataOutSize test leaves a
+# PDU-rewriting hook behind when it fails (see scripts/iscsi-test-cu-run.sh).
 # every suite of the iSCSI family that this libiscsi knows must be in the list above
 while read -r s; do
   printf '%s\n' "${REQUIRED_SUITES[@]}" | grep -qx "$s" || REQUIRED_SUITES+=("$s")
