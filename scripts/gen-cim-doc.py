@@ -43,6 +43,8 @@ sync() { printf 'Synchronization=MSISCSITARGET_StorageSynchronized.SystemElement
 job() { printf 'MSISCSITARGET_ConcreteJob.InstanceID="IRONLUN:job-%s"' "$1"; }
 # a group synchronization (CIM_GroupSynchronized) by its group number
 gsync() { printf 'Synchronization=CIM_GroupSynchronized.SystemElement="CIM_ReplicationGroup.InstanceID=\\"IRONLUN:group-%s-source\\"",SyncedElement="CIM_ReplicationGroup.InstanceID=\\"IRONLUN:group-%s-target\\""' "$1" "$1"; }
+# one SyncPair array element (pywbemcli splits array values at unescaped commas)
+pair() { sync "$1" "$2" | cut -d= -f2- | sed 's/",SyncedElement/"\\,SyncedElement/'; }
 # an aspect's SettingsDefineState by source DeviceID and aspect number
 sds() { printf 'SettingsState=CIM_SettingsDefineState.ManagedElement="MSISCSITARGET_StorageVolume.DeviceID=\\"%s\\"",SettingData="CIM_SynchronizationAspect.InstanceID=\\"IRONLUN:aspect-%s\\""' "$1" "$2"; }'''
 
@@ -218,6 +220,11 @@ ex('$PY instance enumerate CIM_GroupSynchronized', n=14, expect="CopyState = 4;"
 ex(f'$PY instance associators "CIM_ReplicationGroup.InstanceID=\\"IRONLUN:group-{gid}-target\\"" --assoc-class CIM_OrderedMemberOfCollection --names-only', expect="nightly_1")
 md("Operations on the group synchronization apply to every member (here Resync Replica: both copies re-taken at one instant):")
 ex(f'$PY instance invokemethod "$SVC" ModifyReplicaSynchronization -p Operation=14 -p "$(gsync {gid})"', expect="ReturnValue=0")
+
+md("RemoveSyncPair (13) takes a member out of the group (it stays a relationship of its own); AddSyncPair (5) puts it back:")
+ex(f'$PY instance invokemethod "$SVC" ModifyReplicaSynchronization -p Operation=13 -p "$(gsync {gid})" -p "SyncPair=$(pair default/default-lun0 default/nightly_2)"', expect="ReturnValue=0")
+ex(f'$PY instance associators "CIM_ReplicationGroup.InstanceID=\\"IRONLUN:group-{gid}-target\\"" --assoc-class CIM_OrderedMemberOfCollection --names-only', expect="nightly_1")
+ex(f'$PY instance invokemethod "$SVC" ModifyReplicaSynchronization -p Operation=5 -p "$(gsync {gid})" -p "SyncPair=$(pair default/default-lun0 default/nightly_2)"', expect="ReturnValue=0")
 
 md("""## CreateSynchronizationAspect and ModifySettingsDefineState
 

@@ -422,11 +422,51 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
         "Consistency=3",
     ]);
     assert!(o.contains("ReturnValue=0"), "{o}");
+    let group = number_after(&unfold(&o), "IRONLUN:group-").expect("the TargetGroup");
     let o = cim.py(&["instance", "enumerate", "CIM_GroupSynchronized"]);
     assert!(
         o.contains("SyncType = 7;") && o.contains("CopyState = 4;"),
         "{o}"
     );
+
+    // RemoveSyncPair (13) and AddSyncPair (5) with a SyncPair array
+    // (pywbemcli splits array values at unescaped commas).
+    let gsync = format!(
+        "Synchronization=CIM_GroupSynchronized.SystemElement=\"CIM_ReplicationGroup.InstanceID=\\\"IRONLUN:group-{group}-source\\\"\",SyncedElement=\"CIM_ReplicationGroup.InstanceID=\\\"IRONLUN:group-{group}-target\\\"\""
+    );
+    let pair = format!(
+        "SyncPair=MSISCSITARGET_StorageSynchronized.SystemElement=\"{}\"\\,SyncedElement=\"{}\"",
+        vol(SOURCE).replace('"', "\\\""),
+        vol("default/nightly_2").replace('"', "\\\"")
+    );
+    let members = || {
+        cim.py(&[
+            "instance",
+            "associators",
+            &format!("CIM_ReplicationGroup.InstanceID=\"IRONLUN:group-{group}-target\""),
+            "--assoc-class",
+            "CIM_OrderedMemberOfCollection",
+            "--names-only",
+        ])
+    };
+    for (op, in_group) in [("13", false), ("5", true)] {
+        let o = cim.py(&[
+            "instance",
+            "invokemethod",
+            &cim.svc,
+            "ModifyReplicaSynchronization",
+            "-p",
+            &format!("Operation={op}"),
+            "-p",
+            &gsync,
+            "-p",
+            &pair,
+        ]);
+        assert!(o.contains("ReturnValue=0"), "{o}");
+        let m = members();
+        assert!(m.contains("default/nightly_1"), "{m}");
+        assert_eq!(m.contains("default/nightly_2"), in_group, "{m}");
+    }
 
     // An aspect (a point in time with no target), copied to a target later.
     let o = cim.py(&[
