@@ -875,3 +875,26 @@ fn a_running_job_is_suspended_resumed_and_terminated_through_cim() {
     assert!(s.alive(), "{}", s.log_text());
     s.stop();
 }
+
+/// A CIM port already taken: `ironlun serve` exits at once, naming the
+/// address and the flags that change it.
+#[test]
+fn a_busy_cim_port_is_reported() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("ironlun-it-cim-busy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_ironlun"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--iscsi-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--cim-listen", &format!("127.0.0.1:{port}")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("--no-cim"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
