@@ -237,6 +237,10 @@ ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=5 -
 md("Delete (4) while a copy made from it still shares its data is 6 In Use:")
 ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=4 -p "$(sds default/default-lun0 {aid})"', expect="ReturnValue=")
 
+md("Restore (7) copies the point in time back onto its source (only the extents changed since); Detach (6) then forgets the aspect and keeps its data:")
+ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=7 -p "$(sds default/default-lun0 {aid})"', expect="ReturnValue=")
+ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=6 -p "$(sds default/default-lun0 {aid})"', expect="ReturnValue=")
+
 md("""## Errors
 
 Parameters are checked before any work: a SyncType not offered is 1, a
