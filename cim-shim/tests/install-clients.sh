@@ -5,6 +5,10 @@
 # Usage: cim-shim/tests/install-clients.sh   (idempotent)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+# Tests run in parallel and may all find the clients missing: one installs,
+# the others wait for it (bounded).
+exec 9> "$root/.venv.lock"
+flock -w 900 9
 if [ ! -x "$root/.venv/bin/pywbemcli" ]; then
     python3 -m venv "$root/.venv"
     "$root/.venv/bin/pip" install --quiet pywbemtools
