@@ -271,39 +271,22 @@ pub fn is_iscsi_name(v: &str) -> bool {
     v.len() > 4 && (v.starts_with("iqn.") || v.starts_with("eui.") || v.starts_with("naa."))
 }
 
-/// Keys RFC 7143 defines (answered per [`answer_ffp_key`]).
+/// Keys RFC 7143 defines (answered per [`answer_ffp_key`]): the operational
+/// keys negotiation knows, plus the login identity and security keys.
 fn is_rfc_key(k: &str) -> bool {
-    matches!(
-        k,
-        "HeaderDigest"
-            | "DataDigest"
-            | "MaxConnections"
-            | "InitialR2T"
-            | "ImmediateData"
-            | "MaxRecvDataSegmentLength"
-            | "MaxBurstLength"
-            | "FirstBurstLength"
-            | "DefaultTime2Wait"
-            | "DefaultTime2Retain"
-            | "MaxOutstandingR2T"
-            | "DataPDUInOrder"
-            | "DataSequenceInOrder"
-            | "ErrorRecoveryLevel"
-            | "TaskReporter"
-            | "iSCSIProtocolLevel"
-            | "IFMarker"
-            | "OFMarker"
-            | "IFMarkInt"
-            | "OFMarkInt"
-            | "InitiatorName"
-            | "InitiatorAlias"
-            | "TargetName"
-            | "TargetAlias"
-            | "TargetAddress"
-            | "TargetPortalGroupTag"
-            | "SessionType"
-            | "AuthMethod"
-    ) || k.starts_with("CHAP_")
+    crate::negotiation::is_known(k)
+        || matches!(
+            k,
+            "InitiatorName"
+                | "InitiatorAlias"
+                | "TargetName"
+                | "TargetAlias"
+                | "TargetAddress"
+                | "TargetPortalGroupTag"
+                | "SessionType"
+                | "AuthMethod"
+        )
+        || k.starts_with("CHAP_")
 }
 
 /// The addresses to advertise for `portals` to an initiator connected to

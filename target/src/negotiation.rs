@@ -668,8 +668,9 @@ fn min_num(value: &str, lo: u64, hi: u64, ours: u64) -> Option<u64> {
     (lo..=hi).contains(&v).then(|| v.min(ours))
 }
 
-/// Keys defined by RFC 7143 (and the few we answer for compatibility).
-fn is_known(key: &str) -> bool {
+/// Operational keys defined by RFC 7143 (and the few we answer for
+/// compatibility).
+pub fn is_known(key: &str) -> bool {
     matches!(
         key,
         "HeaderDigest"
