@@ -462,7 +462,10 @@ mod tests {
         other.iqn = "iqn.2026-11.org.elsewhere:default".into();
         cfg.targets.push(other);
         let e = cfg.validate("x.toml").unwrap_err().to_string();
-        assert!(e.contains("target[1].iqn") && e.contains("\"default\""), "{e}");
+        assert!(
+            e.contains("target[1].iqn") && e.contains("\"default\""),
+            "{e}"
+        );
     }
 
     #[test]
