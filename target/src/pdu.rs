@@ -644,9 +644,6 @@ impl TargetPdu {
                 put64(&mut b, 8, lun);
                 put32(&mut b, 16, itt);
                 put32(&mut b, 20, ttt);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
             }
             TargetPdu::ScsiResponse {
                 itt,
@@ -660,9 +657,6 @@ impl TargetPdu {
                 b[2] = response;
                 b[3] = status;
                 put32(&mut b, 16, itt);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
                 put32(&mut b, 36, exp_datasn);
                 put32(&mut b, 44, residual.count());
             }
@@ -680,15 +674,12 @@ impl TargetPdu {
                 if let Some(st) = status {
                     flags |= 0x01 | residual.flags();
                     b[3] = st;
-                    put32(&mut b, 24, seq.statsn);
                     put32(&mut b, 44, residual.count());
                 }
                 b[1] = flags;
                 put64(&mut b, 8, lun);
                 put32(&mut b, 16, itt);
                 put32(&mut b, 20, RESERVED_TAG);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
                 put32(&mut b, 36, datasn);
                 put32(&mut b, 40, buffer_offset);
             }
@@ -705,9 +696,6 @@ impl TargetPdu {
                 put64(&mut b, 8, lun);
                 put32(&mut b, 16, itt);
                 put32(&mut b, 20, ttt);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
                 put32(&mut b, 36, r2tsn);
                 put32(&mut b, 40, buffer_offset);
                 put32(&mut b, 44, desired_length);
@@ -717,9 +705,6 @@ impl TargetPdu {
                 b[1] = 0x80;
                 b[2] = response as u8;
                 put32(&mut b, 16, itt);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
             }
             TargetPdu::LoginResponse {
                 transit,
@@ -748,9 +733,6 @@ impl TargetPdu {
                 b[8..14].copy_from_slice(&isid);
                 put16(&mut b, 14, tsih);
                 put32(&mut b, 16, itt);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
                 b[36] = status_class;
                 b[37] = status_detail;
             }
@@ -766,9 +748,6 @@ impl TargetPdu {
                 put64(&mut b, 8, lun);
                 put32(&mut b, 16, itt);
                 put32(&mut b, 20, ttt);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
             }
             TargetPdu::LogoutResponse {
                 itt,
@@ -780,9 +759,6 @@ impl TargetPdu {
                 b[1] = 0x80;
                 b[2] = response;
                 put32(&mut b, 16, itt);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
                 put16(&mut b, 40, time2wait);
                 put16(&mut b, 42, time2retain);
             }
@@ -798,9 +774,6 @@ impl TargetPdu {
                 b[1] = 0x80;
                 put64(&mut b, 8, lun);
                 put32(&mut b, 16, RESERVED_TAG);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
                 b[36] = event;
                 b[37] = vcode;
                 put16(&mut b, 38, param1);
@@ -815,12 +788,16 @@ impl TargetPdu {
                 b[1] = 0x80;
                 b[2] = reason as u8;
                 put32(&mut b, 16, RESERVED_TAG);
-                put32(&mut b, 24, seq.statsn);
-                put32(&mut b, 28, seq.exp_cmdsn);
-                put32(&mut b, 32, seq.max_cmdsn);
                 put32(&mut b, 36, datasn_r2tsn);
             }
         }
+        // Every target PDU carries ExpCmdSN and MaxCmdSN; all but a Data-In
+        // without status carry StatSN (RFC 7143 11.7.4).
+        if !matches!(self, TargetPdu::DataIn { status: None, .. }) {
+            put32(&mut b, 24, seq.statsn);
+        }
+        put32(&mut b, 28, seq.exp_cmdsn);
+        put32(&mut b, 32, seq.max_cmdsn);
         b
     }
 }
@@ -1101,6 +1078,29 @@ mod tests {
         assert_eq!(v.statsn, 5);
         assert_eq!(v.word44, 512);
         assert!(pdu.advances_statsn());
+        // Without status, StatSN stays reserved (zero); the window is stamped.
+        let mid = TargetPdu::DataIn {
+            lun: 0,
+            itt: 9,
+            final_: false,
+            status: None,
+            residual: Residual::None,
+            datasn: 0,
+            buffer_offset: 0,
+        };
+        let v = TargetHeaderView::parse(&mid.encode(seq, 512));
+        assert_eq!((v.statsn, v.exp_cmdsn, v.max_cmdsn), (0, 6, 70));
+        assert!(!mid.advances_statsn());
+        let r2t = TargetPdu::R2T {
+            lun: 0,
+            itt: 9,
+            ttt: 3,
+            r2tsn: 0,
+            buffer_offset: 0,
+            desired_length: 4096,
+        };
+        let v = TargetHeaderView::parse(&r2t.encode(seq, 0));
+        assert_eq!((v.statsn, v.exp_cmdsn, v.max_cmdsn), (5, 6, 70));
     }
 
     #[test]
