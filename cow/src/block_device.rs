@@ -12,6 +12,7 @@
 //! WRITE).
 
 use std::io;
+use std::sync::Arc;
 
 /// Errors a block device reports. The SCSI layer maps each one to exact
 /// sense data, so keep them distinct.
@@ -112,6 +113,32 @@ impl Geometry {
     }
 }
 
+/// Where a device's data lives inside an extent store, so that another
+/// device of the same store can share that data instead of copying it
+/// (copy offload: EXTENDED COPY, WRITE USING TOKEN).
+#[derive(Clone)]
+pub struct ExtentSource {
+    /// The pool holding the extents.
+    pub pool: Arc<crate::Pool>,
+    /// The volume whose view is shared.
+    pub volume: u64,
+    /// The generation of the view: [`crate::meta::LIVE`] for a volume's
+    /// head, a snapshot's generation for a snapshot.
+    pub at: u64,
+    /// Blocks per extent: only whole extents can be shared.
+    pub extent_blocks: u64,
+}
+
+impl std::fmt::Debug for ExtentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtentSource")
+            .field("volume", &self.volume)
+            .field("at", &self.at)
+            .field("extent_blocks", &self.extent_blocks)
+            .finish()
+    }
+}
+
 /// A logical unit's storage: a file today, a cow volume or snapshot later.
 pub trait BlockDevice: Send + Sync + 'static {
     /// Block size, capacity and provisioning facts.
@@ -172,5 +199,27 @@ pub trait BlockDevice: Send + Sync + 'static {
             blocks: g.blocks - lba,
             state: Provisioning::Mapped,
         })
+    }
+
+    /// The extent store view behind this device, if any (`None`: plain
+    /// file, or a wrapper that must see every change as data).
+    fn extent_source(&self) -> Option<ExtentSource> {
+        None
+    }
+
+    /// Makes `[dst_lba, dst_lba + blocks)` of this device read what
+    /// `[src_lba, src_lba + blocks)` of `source` reads now, by sharing its
+    /// extents instead of copying data. `Ok(false)`: this device cannot
+    /// (different store, unaligned range, a mirror that must see data);
+    /// nothing was changed and the caller copies the data itself.
+    fn share_range(
+        &self,
+        source: &ExtentSource,
+        src_lba: u64,
+        dst_lba: u64,
+        blocks: u64,
+    ) -> Result<bool, BlockError> {
+        let _ = (source, src_lba, dst_lba, blocks);
+        Ok(false)
     }
 }

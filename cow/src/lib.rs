@@ -102,7 +102,7 @@ pub mod sim;
 pub mod volume;
 
 pub use block_device::{
-    BlockDevice, BlockError, Durability, Geometry, Provisioning, ProvisioningRun,
+    BlockDevice, BlockError, Durability, ExtentSource, Geometry, Provisioning, ProvisioningRun,
 };
 pub use error::Error;
 pub use file_device::{FileDevice, FileDeviceOptions, OpenError};
