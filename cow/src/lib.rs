@@ -64,9 +64,9 @@
 //! - The pool file is locked (`flock`) while a `Pool` is open: a second
 //!   process gets [`Error::Locked`]. Dropping the last `Arc<Pool>` (and its
 //!   handles) commits and writes a checkpoint.
-//! - Data I/O: io_uring with `O_DIRECT` for aligned transfers, else
-//!   buffered io_uring, else `pread`/`pwrite`; `IRONLUN_COW_IO=pread|uring|direct`
-//!   overrides (see [`backend`]).
+//! - Data I/O: buffered io_uring, else `pread`/`pwrite`;
+//!   `IRONLUN_COW_IO=pread|uring|direct` overrides (`direct`: `O_DIRECT`
+//!   for aligned transfers; see [`backend`]).
 //!
 //! ## Known limits (next steps)
 //! - Copy-on-write granularity is the extent (64 KiB by default): the first
