@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Allow SANITIZE on every LUN (it erases the LUN).
     #[arg(long)]
     pub allow_sanitize: bool,
+    /// Pace of SANITIZE OVERWRITE in MiB/s (0: as fast as the disk goes),
+    /// so erasing one LUN leaves the pool's disk to the others.
+    #[arg(long, value_name = "MIB_PER_SEC", default_value_t = 128)]
+    pub sanitize_rate_mib: u64,
     /// A connection must finish its login within this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub login_timeout_secs: u64,

@@ -89,15 +89,38 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     engine.set_copy_delay(Duration::from_millis(args.replication_copy_delay_ms));
     let cim_config = cim_config(&args, &cfg, &data_dir)?;
     let mut entries = Vec::new();
+    // Copy offload (EXTENDED COPY, ROD tokens) reaches every LUN served.
+    let copy_domain = ironlun_target::scsi::copy_domain::CopyDomain::new();
+    let mut served = Vec::new();
     let mut portals: Vec<SocketAddr> = Vec::new();
     for t in &cfg.targets {
-        let (entry, tportals) = build_target(t, &mut pools, &engine, args.allow_sanitize)?;
+        let (entry, tportals, elements) = build_target(
+            t,
+            &mut pools,
+            &engine,
+            args.allow_sanitize,
+            args.sanitize_rate_mib << 20,
+        )?;
         for p in tportals {
             if !portals.contains(&p) {
                 portals.push(p);
             }
         }
+        served.push(ServedTarget {
+            iqn: t.iqn.clone(),
+            luns: entry.luns.clone(),
+            elements,
+            configured: t.luns.iter().map(|l| l.id).collect(),
+        });
+        entry.luns.join_copy_domain(&copy_domain);
         entries.push(entry);
+    }
+    if cfg.replication.expose_replicas {
+        let exposure = ReplicaExposure::start(engine.clone(), served, &data_dir, identity_of)
+            .context("replica LUNs (DATA_DIR/replica-luns.json)")?;
+        engine.set_observer(Some(exposure));
+    } else {
+        info!("replicas are not exposed as LUNs ([replication] expose_replicas = false)");
     }
 
     let discovery_chap = cfg.discovery_chap.as_ref().map(|c| ChapPolicy {
@@ -385,7 +408,8 @@ fn build_target(
     pools: &mut Pools,
     engine: &ReplicationService,
     allow_sanitize: bool,
-) -> anyhow::Result<(TargetEntry, Vec<SocketAddr>)> {
+    sanitize_overwrite_rate: u64,
+) -> anyhow::Result<(TargetEntry, Vec<SocketAddr>, Vec<ElementRef>)> {
     let portals: Vec<SocketAddr> = t
         .portals
         .iter()
@@ -410,6 +434,7 @@ fn build_target(
                 read_only: l.read_only || device_read_only,
                 removable: l.removable,
                 allow_sanitize,
+                sanitize_overwrite_rate,
                 state_dir: Some(pools.data_dir.join("state").join(format!(
                     "{}-lun{}",
                     file_stem(&t.iqn),

@@ -884,6 +884,13 @@ impl Reader {
                 break;
             }
         }
+        // The nexus ends before the initiator hears so: a reservation it
+        // held is gone by the time it (or anyone) sends the next command.
+        if response == 0 {
+            if let (Some(t), Some(n)) = (&ctx.target, &ctx.nexus) {
+                t.luns.nexus_lost(n.id);
+            }
+        }
         self.send(
             TargetPdu::LogoutResponse {
                 itt: l.itt,

@@ -149,6 +149,8 @@ pub struct LuOptions {
     pub removable: bool,
     /// Allow SANITIZE.
     pub allow_sanitize: bool,
+    /// Bytes per second a SANITIZE OVERWRITE may write (0: no limit).
+    pub sanitize_overwrite_rate: u64,
     /// Directory for this unit's persistent state (persistent
     /// reservations); `None` keeps it in memory only.
     pub state_dir: Option<std::path::PathBuf>,

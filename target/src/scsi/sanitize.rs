@@ -11,8 +11,9 @@
 //! offered only on thin devices (SBC-4 ties them to logical block
 //! provisioning, and libiscsi checks LBPME). OVERWRITE writes the
 //! initialization pattern (replicated over each block, inverted when INVERT
-//! asks for it and the pass count is even) over the whole medium; an
-//! all-zero pattern on a thin device releases the extents instead. Passes
+//! asks for it and the pass count is even) over the whole medium, at most
+//! `LuOptions::sanitize_overwrite_rate` bytes per second; after an
+//! all-zero pattern a thin device releases the extents. Passes
 //! other than the last leave no trace on a copy-on-write store, so only the
 //! last one is written.
 //!
@@ -116,7 +117,11 @@ pub fn sanitize(ctx: &Ctx<'_>, service_action: u8, len: u32) -> ScsiResult {
     let _range = ctx.lu.ranges.lock(0, g.blocks);
     let dev = &ctx.lu.device;
     match pattern {
-        Some(block) if !(g.thin && block.iter().all(|&b| b == 0)) => {
+        Some(block) => {
+            // The pattern goes over every block, also an all-zero one: the
+            // old contents must be overwritten where they lie, not just
+            // unmapped (a released extent keeps its bytes in the pool
+            // until it is reused). A thin device then releases the zeros.
             let per = (CHUNK_BYTES / bs).max(1) as u64;
             let chunk: Vec<u8> = block
                 .iter()
@@ -124,15 +129,21 @@ pub fn sanitize(ctx: &Ctx<'_>, service_action: u8, len: u32) -> ScsiResult {
                 .cycle()
                 .take(per.min(g.blocks.max(1)) as usize * bs)
                 .collect();
+            let pace = Pace::new(ctx.lu.options.sanitize_overwrite_rate);
             let mut at = 0u64;
             while at < g.blocks {
                 let n = per.min(g.blocks - at);
                 dev.write(at, &chunk[..n as usize * bs], Durability::Cached)
                     .map_err(write_err)?;
                 at += n;
+                pace.wait_for(at * bs as u64);
+            }
+            if g.thin && block.iter().all(|&b| b == 0) && g.blocks > 0 {
+                dev.flush().map_err(write_err)?;
+                dev.unmap(0, g.blocks).map_err(write_err)?;
             }
         }
-        _ => {
+        None => {
             if g.blocks > 0 {
                 dev.write_zeroes(0, g.blocks, g.thin).map_err(write_err)?;
             }
@@ -140,6 +151,34 @@ pub fn sanitize(ctx: &Ctx<'_>, service_action: u8, len: u32) -> ScsiResult {
     }
     dev.flush().map_err(write_err)?;
     Ok(Reply::data_out(len))
+}
+
+/// Holds an overwrite to at most `rate` bytes per second (0: no limit), so
+/// a sanitize of one logical unit leaves the pool's disk bandwidth to the
+/// others, the way RAID rebuilds and scrubs are paced.
+struct Pace {
+    rate: u64,
+    start: std::time::Instant,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Sleeps until `done` bytes are within the rate.
+    fn wait_for(&self, done: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let due = std::time::Duration::from_secs_f64(done as f64 / self.rate as f64);
+        if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
 }
 
 /// Parses the OVERWRITE parameter list into the block to write.

@@ -32,6 +32,7 @@ impl Harness {
                 read_only,
                 removable,
                 allow_sanitize: false,
+                sanitize_overwrite_rate: 0,
                 state_dir: None,
             },
         )
