@@ -47,7 +47,8 @@
 //! - `Pool::device(self: &Arc<Pool>, name: &str) -> Result<Arc<dyn BlockDevice>, Error>`
 //! - `Pool::volume(self: &Arc<Pool>, name: &str) -> Result<Volume, Error>` (a
 //!   [`Volume`] is a cheap `Clone` handle that implements [`BlockDevice`]
-//!   and adds `snapshot(name)` and `changed_since(generation)`)
+//!   and adds `snapshot(name)`, `snapshot_deferred(name)` and
+//!   `changed_since(generation)`)
 //! - `Pool::create_snapshot(self: &Arc<Pool>, volume: &str, name: &str) -> Result<Snapshot, Error>`,
 //!   `Pool::create_clone(self: &Arc<Pool>, snapshot: &str, name: &str) -> Result<Volume, Error>`,
 //!   `Pool::delete_volume(&self, name: &str)`, `Pool::delete_snapshot(&self, name: &str)`
@@ -60,7 +61,9 @@
 //!   extent serialise on a per-extent stripe lock).
 //! - A write is durable when a `ForceUnitAccess` write or a `flush` issued
 //!   after it has returned (concurrent FUAs and flushes share one commit).
-//!   Snapshot, clone and delete are durable on return.
+//!   Snapshot, clone and delete are durable on return; a deferred snapshot
+//!   (`Volume::snapshot_deferred`, `Pool::create_snapshot_deferred`) costs
+//!   no I/O and becomes durable with the next commit, like a cached write.
 //! - The pool file is locked (`flock`) while a `Pool` is open: a second
 //!   process gets [`Error::Locked`]. Dropping the last `Arc<Pool>` (and its
 //!   handles) commits and writes a checkpoint.

@@ -630,7 +630,25 @@ impl Pool {
         self.volume(volume)?.snapshot(name)
     }
 
-    pub(crate) fn snapshot_of(self: &Arc<Self>, vol: u64, name: &str) -> Result<Snapshot> {
+    /// Snapshots volume `volume` as `name` without waiting for durability:
+    /// O(1) and no I/O. The snapshot becomes durable with the next commit
+    /// (flush, FUA write, management operation, full journal buffer), like
+    /// a cached write; a crash before then loses it, never the writes made
+    /// durable after it (the journal is ordered).
+    pub fn create_snapshot_deferred(
+        self: &Arc<Self>,
+        volume: &str,
+        name: &str,
+    ) -> Result<Snapshot> {
+        self.volume(volume)?.snapshot_deferred(name)
+    }
+
+    pub(crate) fn snapshot_of(
+        self: &Arc<Self>,
+        vol: u64,
+        name: &str,
+        durable: bool,
+    ) -> Result<Snapshot> {
         self.check_writable()?;
         valid_name(name)?;
         let (gen, size) = {
@@ -650,7 +668,11 @@ impl Pool {
             )?;
             (gen, size)
         };
-        self.commit()?;
+        if durable {
+            self.commit()?;
+        } else {
+            self.maybe_commit()?;
+        }
         Ok(Snapshot::new(self.clone(), vol, gen, size))
     }
 

@@ -334,7 +334,13 @@ impl Volume {
 
     /// Takes a snapshot named `name`: O(1), durable on return.
     pub fn snapshot(&self, name: &str) -> Result<Snapshot> {
-        self.pool.snapshot_of(self.id, name)
+        self.pool.snapshot_of(self.id, name, true)
+    }
+
+    /// Takes a snapshot named `name` that becomes durable with the pool's
+    /// next commit (see [`Pool::create_snapshot_deferred`]): O(1), no I/O.
+    pub fn snapshot_deferred(&self, name: &str) -> Result<Snapshot> {
+        self.pool.snapshot_of(self.id, name, false)
     }
 
     /// The generation a snapshot taken now would record.

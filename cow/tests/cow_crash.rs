@@ -8,7 +8,10 @@
 //! - every block reads either its last acknowledged-durable value or a value
 //!   written after it (never another block's data, never a torn mix);
 //! - every snapshot whose creation was acknowledged exists and reads its
-//!   exact point-in-time image; a deleted one is gone;
+//!   exact point-in-time image; a deleted one is gone; a deferred snapshot
+//!   (`snapshot_deferred`) exists once a later flush, FUA write or
+//!   management operation returned, and if it survives without one, its
+//!   image is exact too;
 //! - the recovered pool accepts writes and reopens cleanly;
 //! - all of this also when the power fails again during recovery.
 //!
@@ -67,9 +70,12 @@ struct SnapModel {
     name: String,
     vol: String,
     image: Vec<Option<u32>>,
-    /// False when the create or delete call failed at the crash: the
-    /// snapshot may or may not exist, but if it does its image is exact.
+    /// False when the create or delete call failed at the crash, or while
+    /// a deferred create awaits its commit: the snapshot may or may not
+    /// exist, but if it does its image is exact.
     certain: bool,
+    /// Created with `snapshot_deferred` and no commit has covered it yet.
+    deferred: bool,
 }
 
 struct VolModel {
@@ -100,7 +106,13 @@ fn read_all(dev: &dyn BlockDevice) -> Result<Vec<Option<u32>>, String> {
         .collect()
 }
 
-fn all_durable(vols: &mut [VolModel]) {
+/// A commit returned: every write and every deferred snapshot before it is
+/// durable.
+fn all_durable(vols: &mut [VolModel], snaps: &mut [SnapModel]) {
+    for s in snaps.iter_mut().filter(|s| s.deferred) {
+        s.deferred = false;
+        s.certain = true;
+    }
     for v in vols.iter_mut() {
         for b in v.blocks.iter_mut() {
             b.durable = b.latest();
@@ -159,12 +171,20 @@ fn crash_point(seed: u64) -> Result<(), String> {
                     m.pending.push(Some(tag));
                 }
             }
+            if ok && fua {
+                // A FUA write commits the whole journal buffer, so deferred
+                // snapshots taken before it are durable too.
+                for s in snaps.iter_mut().filter(|s| s.deferred) {
+                    s.deferred = false;
+                    s.certain = true;
+                }
+            }
             tag += 1;
             ok
         } else if dice < 67 {
             let ok = vol.flush().is_ok();
             if ok {
-                all_durable(&mut vols);
+                all_durable(&mut vols, &mut snaps);
             }
             ok
         } else if dice < 76 {
@@ -183,15 +203,23 @@ fn crash_point(seed: u64) -> Result<(), String> {
             let name = format!("s{next_name}");
             next_name += 1;
             let image: Vec<Option<u32>> = vols[vi].blocks.iter().map(BlockModel::latest).collect();
-            let ok = vol.snapshot(&name).is_ok();
-            if ok {
-                all_durable(&mut vols);
+            // Half the snapshots are deferred: durable only with the next
+            // commit (flush, FUA write, management operation).
+            let deferred = rng.below(2) == 0;
+            let ok = if deferred {
+                vol.snapshot_deferred(&name).is_ok()
+            } else {
+                vol.snapshot(&name).is_ok()
+            };
+            if ok && !deferred {
+                all_durable(&mut vols, &mut snaps);
             }
             snaps.push(SnapModel {
                 name,
                 vol: vname,
                 image,
-                certain: ok,
+                certain: ok && !deferred,
+                deferred: ok && deferred,
             });
             ok
         } else if dice < 91 {
@@ -202,12 +230,13 @@ fn crash_point(seed: u64) -> Result<(), String> {
             match pool.delete_snapshot(&snaps[i].name) {
                 Ok(()) => {
                     snaps.remove(i);
-                    all_durable(&mut vols);
+                    all_durable(&mut vols, &mut snaps);
                     true
                 }
                 Err(Error::Busy(_)) => true,
                 Err(_) => {
                     snaps[i].certain = false;
+                    snaps[i].deferred = false;
                     false
                 }
             }
@@ -225,7 +254,7 @@ fn crash_point(seed: u64) -> Result<(), String> {
             let image = s.image.clone();
             let ok = pool.create_clone(&origin, &name).is_ok();
             if ok {
-                all_durable(&mut vols);
+                all_durable(&mut vols, &mut snaps);
             }
             vols.push(VolModel {
                 name,
@@ -249,7 +278,7 @@ fn crash_point(seed: u64) -> Result<(), String> {
                 Ok(()) => {
                     vols.remove(vi);
                     snaps.retain(|s| s.vol != vname);
-                    all_durable(&mut vols);
+                    all_durable(&mut vols, &mut snaps);
                     true
                 }
                 Err(Error::Busy(_)) => true,
@@ -257,6 +286,7 @@ fn crash_point(seed: u64) -> Result<(), String> {
                     vols[vi].certain = false;
                     for s in snaps.iter_mut().filter(|s| s.vol == vname) {
                         s.certain = false;
+                        s.deferred = false;
                     }
                     false
                 }

@@ -45,7 +45,8 @@ fn decode(lba: u64, b: &[u8]) -> Result<Option<u64>, String> {
 }
 
 /// The i-th operation of a cycle: (lba, blocks, kind) where kind 0 = cached
-/// write, 1 = FUA write, 2 = cached write then flush, 3 = snapshot.
+/// write, 1 = FUA write, 2 = cached write then flush, 3 = snapshot,
+/// 4 = deferred snapshot (durable with the next commit).
 fn op(rng: &mut SplitMix) -> (u64, u64, u8) {
     let lba = rng.below(VOL_BLOCKS);
     let n = 1 + rng.below((VOL_BLOCKS - lba).min(16));
@@ -53,7 +54,8 @@ fn op(rng: &mut SplitMix) -> (u64, u64, u8) {
         0..=69 => 0,
         70..=84 => 1,
         85..=96 => 2,
-        _ => 3,
+        97..=98 => 3,
+        _ => 4,
     };
     (lba, n, kind)
 }
@@ -74,6 +76,12 @@ fn child(path: PathBuf, cycle: u64, seed: u64) {
             let name = format!("c{cycle}-{i}");
             vol.snapshot(&name).expect("snapshot");
             println!("@@ SNAP {i}");
+            continue;
+        }
+        if kind == 4 {
+            let name = format!("c{cycle}-{i}");
+            vol.snapshot_deferred(&name).expect("deferred snapshot");
+            println!("@@ DSNAP {i}");
             continue;
         }
         let mut data = Vec::with_capacity(n as usize * BS);
@@ -132,6 +140,7 @@ fn kill9_cycles() {
     let mut rng = SplitMix(0x6b11_1999);
     let exe = std::env::current_exe().unwrap();
     let mut acked_total = 0u64;
+    let mut deferred_checked = 0u64;
     for cycle in 1..=cycles {
         let seed = rng.next_u64();
         let mut child = Command::new(&exe)
@@ -174,6 +183,7 @@ fn kill9_cycles() {
         let mut durable_upto: Option<u64> = None; // all ops <= this are durable
         let mut fua: Vec<u64> = Vec::new();
         let mut snap_done: Vec<u64> = Vec::new();
+        let mut dsnap_done: Vec<u64> = Vec::new();
         let mut last_seen = 0u64;
         for l in &lines {
             let Some(msg) = l.strip_prefix("@@ ") else {
@@ -193,6 +203,7 @@ fn kill9_cycles() {
                     }
                 }
                 "FUA" => fua.push(i),
+                "DSNAP" => dsnap_done.push(i),
                 _ => {}
             }
         }
@@ -205,10 +216,26 @@ fn kill9_cycles() {
             .collect();
         let mut crng = SplitMix(seed);
         let mut snap_images: Vec<(String, Vec<Option<u64>>)> = Vec::new();
+        // Deferred snapshots: (name, image, certain). Certain once a later
+        // flush, FUA write or durable snapshot was acknowledged (each
+        // commits the whole journal buffer); else it may be gone, but if it
+        // survived its image is exact.
+        let mut dsnap_images: Vec<(String, Vec<Option<u64>>, bool)> = Vec::new();
         // Ops beyond the last reported one may have run too (unreported);
         // walk far enough past it.
         for i in 0..last_seen + 64 {
             let (lba, n, kind) = op(&mut crng);
+            if kind == 4 {
+                if dsnap_done.contains(&i) {
+                    let img = allowed
+                        .iter()
+                        .map(|a| a.later.last().copied().or(a.durable))
+                        .collect();
+                    let certain = durable_upto.is_some_and(|d| d > i) || fua.iter().any(|&j| j > i);
+                    dsnap_images.push((format!("c{cycle}-{i}"), img, certain));
+                }
+                continue;
+            }
             if kind == 3 {
                 if snap_done.contains(&i) {
                     let img = allowed
@@ -271,6 +298,13 @@ fn kill9_cycles() {
         for (name, img) in snap_images {
             snaps.insert(name, img);
         }
+        for (name, img, certain) in dsnap_images {
+            if certain || pool.snapshot(&name).is_ok() {
+                acked_total += certain as u64;
+                deferred_checked += 1;
+                snaps.insert(name, img);
+            }
+        }
         for (name, img) in &snaps {
             let s = pool
                 .snapshot(name)
@@ -304,7 +338,12 @@ fn kill9_cycles() {
         assert!(pool.check().is_clean());
     }
     eprintln!(
-        "kill -9: {cycles} cycles, {acked_total} acknowledged FUA writes and snapshots verified"
+        "kill -9: {cycles} cycles, {acked_total} acknowledged FUA writes and snapshots verified \
+         ({deferred_checked} deferred snapshots)"
+    );
+    assert!(
+        cycles < 20 || deferred_checked > 0,
+        "no deferred snapshot was checked in {cycles} cycles"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

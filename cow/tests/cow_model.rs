@@ -31,6 +31,9 @@ enum Op {
     },
     Snapshot {
         vol: usize,
+        /// `snapshot_deferred` (durable at the next commit; every reopen
+        /// here follows a flush or a clean close, so it must survive).
+        deferred: bool,
     },
     Clone {
         snap: usize,
@@ -53,7 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (0..4usize, range.clone(), any::<bool>())
             .prop_map(|(vol, (lba, blocks), fua)| Op::Write { vol, lba, blocks, fua }),
         2 => (0..4usize, range).prop_map(|(vol, (lba, blocks))| Op::Unmap { vol, lba, blocks }),
-        2 => (0..4usize).prop_map(|vol| Op::Snapshot { vol }),
+        2 => (0..4usize, any::<bool>()).prop_map(|(vol, deferred)| Op::Snapshot { vol, deferred }),
         1 => (0..8usize).prop_map(|snap| Op::Clone { snap }),
         1 => (0..8usize).prop_map(|snap| Op::DeleteSnapshot { snap }),
         1 => (0..4usize).prop_map(|vol| Op::DeleteVolume { vol }),
@@ -155,11 +158,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 pool.volume(&v.name).unwrap().unmap(lba, blocks).unwrap();
             }
-            Op::Snapshot { vol } => {
+            Op::Snapshot { vol, deferred } => {
                 let Some(v) = vols.get(vol) else { continue };
                 let name = format!("s{next_name}");
                 next_name += 1;
-                pool.create_snapshot(&v.name, &name).unwrap();
+                if deferred {
+                    pool.create_snapshot_deferred(&v.name, &name).unwrap();
+                } else {
+                    pool.create_snapshot(&v.name, &name).unwrap();
+                }
                 snaps.push(ModelSnap {
                     name,
                     vol: v.name.clone(),
