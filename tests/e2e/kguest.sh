@@ -7,11 +7,16 @@
 #   mpath        2 sessions + dm-multipath round-robin, checked as 2 disks
 #   mutual-chap  CHAP + mutual CHAP (a second server with a CHAP config)
 #   chap-bad     a wrong CHAP secret: the kernel initiator's login must be refused
+#   snapshot     online snapshot: while the guest writes to ext4 on a LUN, the host takes a snapshot
+#                through CIM-XML (wbemcli CreateElementReplica SyncType 7); after the guest logs out
+#                the server restarts with the snapshot as read-only LUN 1, and the guest checks it
+#                (e2fsck replaying the journal into a RAM overlay, then e2fsck -fn clean, mount, data)
 # The guest is built from Debian packages into $KGUEST_DIR (.kguest/, cached; needs the Debian
 # mirror the first time).  A guest that cannot be built or booted is a FAIL, never a pass.
 # Under TCG (no usable KVM here) each guest run takes about 90 s plus 4 fio jobs x KGUEST_RUNTIME.
-# Env: E2E_PORT [3315] (the CHAP server uses E2E_PORT+1), KGUEST_RUNTIME [3], KGUEST_CONFIGS
-#      ["plain crc32c mpath mutual-chap chap-bad"], KGUEST_DIR [.kguest], and see lib.sh.
+# Env: E2E_PORT [3315] (the CHAP server uses E2E_PORT+1, the snapshot server E2E_PORT+2 and its
+#      CIM-XML listener KGUEST_CIM_PORT [E2E_PORT+3]), KGUEST_RUNTIME [3], KGUEST_CONFIGS
+#      ["plain crc32c mpath mutual-chap chap-bad snapshot"], KGUEST_DIR [.kguest], and see lib.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -21,9 +26,12 @@ CHAP_PORT=$((PORT + 1))
 KG="$REPO/tests/kguest"
 export KGUEST_DIR=${KGUEST_DIR:-$REPO/.kguest}
 export KGUEST_RUNTIME=${KGUEST_RUNTIME:-3}
-CONFIGS=${KGUEST_CONFIGS:-plain crc32c mpath mutual-chap chap-bad}
+CONFIGS=${KGUEST_CONFIGS:-plain crc32c mpath mutual-chap chap-bad snapshot}
+SNAP_PORT=$((PORT + 2))
+CIM_PORT=${KGUEST_CIM_PORT:-$((PORT + 3))}
 CHAP_USER=kguser CHAP_SECRET=kguestsecret12 MUTUAL_USER=kgtarget MUTUAL_SECRET=kgtargetsecret34
 need apt-get dpkg-deb
+case " $CONFIGS " in *" snapshot "*) [ "$E2E_SERVER" = ironlun ] && need wbemcli ;; esac
 
 t0=$(date +%s)
 if timeout -k 10 900 "$KG/build-guest.sh" > "$OUT/build-guest.log" 2>&1; then
@@ -66,6 +74,79 @@ TOML
 CHAP_UP=0
 chap_server_once() { [ "$CHAP_UP" = 1 ] || { chap_server && CHAP_UP=1; }; }
 
+# ---- the online snapshot configuration (ironlun only: it needs the CIM-XML replication service)
+SNAP_IQN=iqn.2026-11.org.ironlun:kguest-snap
+snap_server_start() {  # snap_server_start CONFIG LOGNAME : sets SNAP_IDX (its SRV_PIDS index)
+  port_listening "$SNAP_PORT" && { fail "kguest snapshot: server starts" "port $SNAP_PORT in use"; return 1; }
+  port_listening "$CIM_PORT" && { fail "kguest snapshot: server starts" "CIM port $CIM_PORT in use"; return 1; }
+  RUST_LOG=${RUST_LOG:-info} "$IRONLUN_BIN" serve --data-dir "$WORK/snapdata" --config "$1" \
+    --cim-listen "127.0.0.1:$CIM_PORT" > "$OUT/$2" 2>&1 &
+  SRV_PIDS+=("$!"); SRV_KINDS+=(ironlun); SRV_CTLS+=(0)
+  local keys=("${!SRV_PIDS[@]}"); SNAP_IDX=${keys[-1]}
+  wait_listening "$SNAP_PORT" "${SRV_PIDS[$SNAP_IDX]}" 30 ||
+    { fail "kguest snapshot: server starts" "$(tail -n 5 "$OUT/$2" | tr '\n' ' ' | cut -c1-400)"; return 1; }
+}
+wait_line() {  # wait_line FILE TEXT SECONDS PID : the guest printed TEXT (while run-guest PID runs)
+  local i
+  for ((i = 0; i < $3 * 5; i++)); do
+    grep -aq "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$4" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+snapshot_config() {
+  if [ "$E2E_SERVER" != ironlun ]; then skip "kguest snapshot" "needs ironlun's CIM-XML replication service"; return; fi
+  local src="$WORK/kguest-snap-1.toml" both="$WORK/kguest-snap-2.toml" o="$OUT/snapshot" t1 wall rc=0 gpid
+  local head="[[target]]
+iqn = \"$SNAP_IQN\"
+portals = [\"127.0.0.1:$SNAP_PORT\"]
+[[target.lun]]
+id = 0
+size = \"1G\"
+volume = \"kgsrc\""
+  printf '%s\n' "$head" > "$src"
+  printf '%s\n[[target.lun]]\nid = 1\nsnapshot = "kgsnap"\n' "$head" > "$both"
+  snap_server_start "$src" snapshot-server-1.log || return
+  log "guest run: snapshot (port $SNAP_PORT, $SNAP_IQN, CIM 127.0.0.1:$CIM_PORT)"
+  t1=$(date +%s)
+  mkdir -p "$o"
+  KGUEST_SNAPTEST=1 KGUEST_FSTEST=0 KGUEST_FIO=0 KGUEST_TIMEOUT=800 KGUEST_OUT="$o" \
+    timeout -k 15 900 "$KG/run-guest.sh" "$SNAP_PORT" "$SNAP_IQN" < /dev/null > "$OUT/snapshot.log" 2>&1 &
+  gpid=$!
+  local step=ok cred pw host
+  if ! wait_line "$o/results.raw" SNAP-WRITING 600 "$gpid"; then
+    step="the guest never started writing"
+  else
+    cred=$(cat "$WORK/snapdata/cim-admin.credential"); pw=${cred#*:}
+    host=$(cat /proc/sys/kernel/hostname 2>/dev/null || echo ironlun)
+    timeout 60 wbemcli cm "http://admin:$pw@127.0.0.1:$CIM_PORT/root/cimv2/storage/iscsitarget:MSISCSITARGET_ReplicationService.SystemCreationClassName=\"CIM_ComputerSystem\",SystemName=\"$host\",CreationClassName=\"MSISCSITARGET_ReplicationService\",Name=\"ReplicationService\"" \
+      'CreateElementReplica.ElementName="kgsnap",SyncType=7,SourceElement=MSISCSITARGET_StorageVolume.DeviceID="default/kgsrc"' \
+      > "$OUT/snapshot-cim.log" 2>&1 || true
+    if ! grep -q 'CreateElementReplica: 0' "$OUT/snapshot-cim.log"; then
+      step="CreateElementReplica: $(tr '\n' ' ' < "$OUT/snapshot-cim.log" | cut -c1-300)"
+    elif ! wait_line "$o/results.raw" SNAP-LOGGED-OUT 600 "$gpid"; then
+      step="the guest never logged out after writing"
+    else
+      log "snapshot taken; the guest logged out: restarting with the snapshot as LUN 1"
+      server_stop_one "$SNAP_IDX"
+      snap_server_start "$both" snapshot-server-2.log || step="restart with the snapshot LUN"
+    fi
+  fi
+  [ "$step" = ok ] || kill "$gpid" 2>/dev/null
+  wait "$gpid" || rc=$?
+  wall=$(( $(date +%s) - t1 ))
+  local r="$o/results.txt"
+  [ -f "$r" ] || : > "$r"
+  local steps; steps=$( (grep -aE '^(LOGIN-DONE|SNAP-|SNAPTEST|LOGOUT OK|FAIL-STEP)' "$r" || true) | sed 's/uptime=[^ ]* //' | tr '\n' ';' | cut -c1-400)
+  if [ "$step" = ok ] && [ "$rc" = 0 ] && grep -q '^SNAPTEST PASS' "$r" && grep -q '^SNAP-FSCK rc=0' "$r"; then
+    pass "kguest snapshot (${wall} s)" "$steps"
+  else
+    fail "kguest snapshot (${wall} s)" "rc=$rc host: $step; $steps; console: $o/console.log"
+  fi
+  server_stop_one "$SNAP_IDX"
+}
+
 for c in $CONFIGS; do
   env=(); port=$MAIN_PORT; iqn=$MAIN_IQN; expect_login_fail=0
   case "$c" in
@@ -81,6 +162,7 @@ for c in $CONFIGS; do
       chap_server_once || { fail "kguest $c" "CHAP server did not start"; continue; }
       port=$CHAP_PORT; iqn=$CHAP_IQN; expect_login_fail=1
       env=(KGUEST_CHAP_USER="$CHAP_USER" KGUEST_CHAP_SECRET=notthesecret99 KGUEST_FSTEST=0 KGUEST_FIO=0) ;;
+    snapshot) snapshot_config; continue ;;
     *) fail "kguest $c" "unknown configuration"; continue ;;
   esac
   log "guest run: $c (port $port, $iqn)"
