@@ -33,11 +33,14 @@
 # Env:   BENCH_RUNTIME [4] s measured per job (after BENCH_RAMP [1] s of warm-up), BENCH_REPS [3],
 #        BENCH_SOAK [60] s (600 for the issue's 10-minute soak), BENCH_SESSIONS [64],
 #        BENCH_SIZE [1G] per LUN, BENCH_PORT [3410] (ironlun; tgt uses +1, tgtd's control index +2),
-#        BENCH_OUT [bench-out/<UTC time>], IRONLUN_BIN [build/release/ironlun],
+#        BENCH_OUT [bench-out/<UTC time>], IRONLUN_BIN [build/release/ironlun] (copied into BENCH_OUT
+#        first, so a rebuild during the run changes nothing), IRONLUN_COMMIT [git describe --dirty of
+#        the binary's tree] (what the report names as the measured commit),
 #        FIO (a fio with the libiscsi engine; built into bench-out/fio-libiscsi when absent)
 # Default run: about 11 minutes on 2 cores. Prints the table and writes it to $BENCH_OUT/report.md, every run's
 # figures to $BENCH_OUT/results.tsv, raw tool outputs beside them.
 set -euo pipefail
+{ # the whole script is read before it runs: editing this file during a run cannot change the run
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNTIME=${BENCH_RUNTIME:-4}
 RAMP=${BENCH_RAMP:-1}
@@ -77,6 +80,7 @@ stop_ironlun() {
   fi
   IL_PID=
 }
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
   set +e
   stop_ironlun
@@ -125,6 +129,9 @@ cc -shared -fPIC -O2 -Wall -o "$DIGEST_SHIM" "$OUT/force-crc32c-header-digest.c"
   die "cannot build the header-digest shim ($OUT/shim-build.log; needs cc and libiscsi-dev)"
 command -v python3 >/dev/null || die "python3 missing"
 [ -x "$IRONLUN_BIN" ] || die "no ironlun binary at $IRONLUN_BIN (set IRONLUN_BIN)"
+IRONLUN_COMMIT=${IRONLUN_COMMIT:-$(git -C "$(dirname "$IRONLUN_BIN")" describe --always --dirty 2>/dev/null || echo unknown)}
+IRONLUN_SRC=$IRONLUN_BIN
+cp "$IRONLUN_BIN" "$OUT/ironlun"; IRONLUN_BIN="$OUT/ironlun"
 for p in "$PORT" "$TPORT"; do ! listening "$p" || die "port $p is busy (set BENCH_PORT)"; done
 
 # ---------------------------------------------------------------- servers
@@ -377,7 +384,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---------------------------------------------------------------- report
 {
   echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r); $REPS repetitions, ${RUNTIME}s per job after ${RAMP}s warm-up, LUNs of $SIZE, backing files on $(df -P "$OUT" | awk 'NR==2 {print $1}') ($OUT/disk)."
-  echo "ironlun: $IRONLUN_BIN, $("$IRONLUN_BIN" --version 2>/dev/null || echo '?'), tree at $(git -C "$(dirname "$IRONLUN_BIN")" describe --always --dirty 2>/dev/null || echo '?') when measured; tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); $("$FIO" --version) with the libiscsi engine; ceiling file engine $FILE_ENGINE."
+  echo "ironlun: $IRONLUN_SRC, $("$IRONLUN_BIN" --version 2>/dev/null || echo '?'), built from $IRONLUN_COMMIT; tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); $("$FIO" --version) with the libiscsi engine; ceiling file engine $FILE_ENGINE."
   echo "Load average before / after: $LOAD_BEFORE / $LOAD_AFTER (well above 0 means other work shared the cores); measuring took ${T_MEASURE}s."
 } > "$OUT/header.md"
 STATUS=0
@@ -546,3 +553,5 @@ PY
 cat "$OUT/report.md"
 log "raw outputs in $OUT"
 [ "$STATUS" -eq 0 ] || die "some figures are MISSING (listed above)"
+exit 0
+}
