@@ -262,6 +262,20 @@ pub enum Record {
     },
     /// Unmaps virtual extent `vext` of `vol`.
     Unmap { vol: u64, vext: u64 },
+    /// Makes `count` virtual extents of `vol` from `vext` on read what the
+    /// snapshot of `src_vol` at `src_gen` shows from `src_vext` on, without
+    /// owning its extents: each gets a borrow entry (ids `first_id ..`),
+    /// born in the current generation; the old mappings are retired (see
+    /// `range_share`).
+    ShareRange {
+        vol: u64,
+        vext: u64,
+        src_vol: u64,
+        src_gen: u64,
+        src_vext: u64,
+        count: u64,
+        first_id: u64,
+    },
 }
 
 const T_CREATE: u8 = 1;
@@ -270,6 +284,7 @@ const T_SNAP: u8 = 3;
 const T_DELETE_SNAP: u8 = 4;
 const T_MAP: u8 = 5;
 const T_UNMAP: u8 = 6;
+const T_SHARE_RANGE: u8 = 7;
 
 impl Record {
     fn encode_payload(&self, w: &mut Writer) {
@@ -320,6 +335,20 @@ impl Record {
                 w.u64(*vol);
                 w.u64(*vext);
             }
+            Record::ShareRange {
+                vol,
+                vext,
+                src_vol,
+                src_gen,
+                src_vext,
+                count,
+                first_id,
+            } => {
+                w.u8(T_SHARE_RANGE);
+                for v in [vol, vext, src_vol, src_gen, src_vext, count, first_id] {
+                    w.u64(*v);
+                }
+            }
         }
     }
 
@@ -359,6 +388,15 @@ impl Record {
             T_UNMAP => Record::Unmap {
                 vol: r.u64()?,
                 vext: r.u64()?,
+            },
+            T_SHARE_RANGE => Record::ShareRange {
+                vol: r.u64()?,
+                vext: r.u64()?,
+                src_vol: r.u64()?,
+                src_gen: r.u64()?,
+                src_vext: r.u64()?,
+                count: r.u64()?,
+                first_id: r.u64()?,
             },
             t => {
                 return Err(Error::Corrupt(format!(

@@ -101,6 +101,7 @@ pub mod file_device;
 pub mod format;
 pub mod meta;
 pub mod pool;
+pub mod range_share;
 pub mod sim;
 pub mod volume;
 

@@ -95,6 +95,8 @@ pub struct Meta {
     pub reserved: RoaringBitmap,
     /// Sequence number of the last record applied.
     pub last_seq: u64,
+    /// Extents borrowed by copy offload (see `range_share`).
+    pub borrows: crate::range_share::Borrows,
 }
 
 fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
@@ -116,6 +118,7 @@ impl Meta {
             pending_free: RoaringBitmap::new(),
             reserved: RoaringBitmap::new(),
             last_seq: 0,
+            borrows: Default::default(),
         }
     }
 
@@ -133,9 +136,10 @@ impl Meta {
     pub fn lookup(&self, vol: u64, vext: u64, at: u64) -> Result<Option<u64>> {
         let mut vol = vol;
         let mut at = at;
-        // A clone chain is finite (each origin was created earlier); the
-        // bound only guards against a damaged map.
-        for _ in 0..=self.vols.len() {
+        let mut vext = vext;
+        // A chain of clones and borrows is finite (each hop goes to an
+        // older generation); the bound only guards against a damaged map.
+        for _ in 0..=(self.vols.len() + self.borrows.table.len()) {
             let vm = self.vol(vol)?;
             if vext >= self.extents_of(vm.size) {
                 return Ok(None);
@@ -149,6 +153,10 @@ impl Meta {
                 },
             };
             if let Some(p) = found {
+                if let Some(b) = self.borrowed(p)? {
+                    (vol, at, vext) = (b.vol, b.gen, b.vext);
+                    continue;
+                }
                 return Ok((p != TOMBSTONE).then_some(p));
             }
             match vm.base {
@@ -180,7 +188,9 @@ impl Meta {
     }
 
     fn release(&mut self, pext: u64, durable: bool) {
-        if pext != TOMBSTONE {
+        if crate::range_share::is_borrow(pext) {
+            self.release_borrow(pext);
+        } else if pext != TOMBSTONE {
             if durable {
                 self.free.insert(pext as u32);
             } else {
@@ -191,7 +201,7 @@ impl Meta {
 
     /// Retires a live entry at the current generation: kept as dead if a
     /// snapshot sees it, else its extent is freed.
-    fn retire(&mut self, vol: u64, vext: u64, old: Live, durable: bool) {
+    pub(crate) fn retire(&mut self, vol: u64, vext: u64, old: Live, durable: bool) {
         let gen = self.gen;
         let keep = self
             .vols
@@ -264,7 +274,11 @@ impl Meta {
                 let Some(vm) = self.vols.get(id) else {
                     return corrupt(format!("delete of missing volume {id}"));
                 };
-                if vm.snaps.keys().any(|g| self.has_clones(*id, *g)) {
+                if vm
+                    .snaps
+                    .keys()
+                    .any(|g| self.has_clones(*id, *g) || self.has_outside_borrowers(*id, *g))
+                {
                     return corrupt(format!("delete of volume {id} whose snapshot has clones"));
                 }
                 let Some(vm) = self.vols.remove(id) else {
@@ -305,7 +319,7 @@ impl Meta {
                     .ok_or_else(|| Error::Corrupt("generation overflow".into()))?;
             }
             Record::DeleteSnapshot { vol, gen } => {
-                if self.has_clones(*vol, *gen) {
+                if self.has_clones(*vol, *gen) || self.has_borrowers(*vol, *gen) {
                     return corrupt("delete of a snapshot that has clones");
                 }
                 let Some(vm) = self.vols.get_mut(vol) else {
@@ -404,6 +418,17 @@ impl Meta {
                     None => {}
                 }
             }
+            Record::ShareRange {
+                vol,
+                vext,
+                src_vol,
+                src_gen,
+                src_vext,
+                count,
+                first_id,
+            } => self.apply_share_range(
+                *vol, *vext, *src_vol, *src_gen, *src_vext, *count, *first_id, durable,
+            )?,
         }
         Ok(())
     }
@@ -452,6 +477,7 @@ impl Meta {
         let _ = free.serialize_into(&mut fb);
         w.u64(fb.len() as u64);
         w.bytes(&fb);
+        self.encode_borrows(&mut w);
         w.0
     }
 
@@ -539,6 +565,7 @@ impl Meta {
         let fb = r.take(usize::try_from(flen).unwrap_or(usize::MAX))?;
         m.free = RoaringBitmap::deserialize_from(fb)
             .map_err(|e| Error::Corrupt(format!("checkpoint free-space bitmap: {e}")))?;
+        m.decode_borrows(&mut r)?;
         r.end()?;
         for vm in m.vols.values() {
             if let Some((bv, bg)) = vm.base {
@@ -575,7 +602,7 @@ impl Meta {
                         vm.name
                     ));
                 }
-                if l.pext != TOMBSTONE {
+                if l.pext != TOMBSTONE && !crate::range_share::is_borrow(l.pext) {
                     *owners.entry(l.pext).or_default() += 1;
                 }
             }
@@ -600,7 +627,7 @@ impl Meta {
                         vm.name, d.pext
                     ));
                 }
-                if d.pext != TOMBSTONE {
+                if d.pext != TOMBSTONE && !crate::range_share::is_borrow(d.pext) {
                     *owners.entry(d.pext).or_default() += 1;
                 }
             }
@@ -649,6 +676,7 @@ impl Meta {
                 leaked.push(p);
             }
         }
+        self.check_borrows(&mut problems);
         if self.free.max().is_some_and(|m| m as u64 >= n) {
             problems.push("free-space bitmap holds extents beyond the pool".into());
         }

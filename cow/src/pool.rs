@@ -769,6 +769,11 @@ impl Pool {
                         c.name
                     )));
                 }
+                if st.meta.has_outside_borrowers(id, *g) {
+                    return Err(Error::Busy(format!(
+                        "volume {name:?} is the source of a copy-offload share; overwrite or delete the copies first"
+                    )));
+                }
             }
             self.log(&mut st, Record::DeleteVolume { id })?;
         }
@@ -790,6 +795,11 @@ impl Pool {
                 return Err(Error::Busy(format!(
                     "snapshot {name:?} is the origin of clone {:?}; delete the clone first",
                     c.name
+                )));
+            }
+            if st.meta.has_borrowers(vol, gen) {
+                return Err(Error::Busy(format!(
+                    "snapshot {name:?} is the source of a copy-offload share"
                 )));
             }
             self.log(&mut st, Record::DeleteSnapshot { vol, gen })?;

@@ -117,7 +117,12 @@ impl Pool {
         let owned = |st: &crate::pool::State| -> Result<Option<u64>> {
             let vm = st.meta.vol(vol)?;
             Ok(match vm.live.get(&vext) {
-                Some(l) if l.pext != TOMBSTONE && vm.newest_snap().is_none_or(|s| l.birth > s) => {
+                // A borrowed extent (copy offload) is never written in place.
+                Some(l)
+                    if l.pext != TOMBSTONE
+                        && !crate::range_share::is_borrow(l.pext)
+                        && vm.newest_snap().is_none_or(|s| l.birth > s) =>
+                {
                     Some(l.pext)
                 }
                 _ => None,
@@ -452,6 +457,21 @@ impl BlockDevice for Volume {
         self.pool
             .provisioning_view(self.id, LIVE, &self.geometry, lba)
     }
+
+    fn extent_source(&self) -> Option<crate::ExtentSource> {
+        Some(crate::range_share::source_of(&self.pool, self.id, LIVE))
+    }
+
+    fn share_range(
+        &self,
+        source: &crate::ExtentSource,
+        src_lba: u64,
+        dst_lba: u64,
+        blocks: u64,
+    ) -> Result<bool, BlockError> {
+        self.pool
+            .share_blocks(self.id, &self.geometry, source, src_lba, dst_lba, blocks)
+    }
 }
 
 impl BlockDevice for Snapshot {
@@ -490,5 +510,11 @@ impl BlockDevice for Snapshot {
         self.alive()?;
         self.pool
             .provisioning_view(self.vol, self.gen, &self.geometry, lba)
+    }
+
+    fn extent_source(&self) -> Option<crate::ExtentSource> {
+        Some(crate::range_share::source_of(
+            &self.pool, self.vol, self.gen,
+        ))
     }
 }

@@ -1,5 +1,6 @@
 //! Property test: random sequences of write / unmap / snapshot / clone /
-//! delete / flush / close-and-reopen against a plain model (block -> tag
+//! delete / flush / close-and-reopen / copy-offload share (whole extents of
+//! a volume or snapshot made to borrow into a volume) against a plain model (block -> tag
 //! per volume and per snapshot). Every read must match the model and the
 //! pool's invariant check must stay clean.
 //!
@@ -48,7 +49,20 @@ enum Op {
     Reopen {
         kill: bool,
     },
+    /// `share_range` of whole extents; `from_snap` picks a snapshot as the
+    /// source instead of a volume.
+    Share {
+        src: usize,
+        from_snap: bool,
+        dst: usize,
+        src_ext: u64,
+        dst_ext: u64,
+        extents: u64,
+    },
 }
+
+/// Blocks per 4 KiB extent.
+const EXT_BLOCKS: u64 = 8;
 
 fn op() -> impl Strategy<Value = Op> {
     let range = (0..VOL_BLOCKS).prop_flat_map(|lba| (Just(lba), 1..=(VOL_BLOCKS - lba).min(24)));
@@ -62,10 +76,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(|vol| Op::DeleteVolume { vol }),
         1 => Just(Op::Flush),
         1 => any::<bool>().prop_map(|kill| Op::Reopen { kill }),
+        2 => (0..8usize, any::<bool>(), 0..4usize, 0..12u64, 0..12u64, 1..=4u64).prop_map(
+            |(src, from_snap, dst, src_ext, dst_ext, extents)| Op::Share {
+                src, from_snap, dst, src_ext, dst_ext, extents,
+            }
+        ),
     ]
 }
 
-type Image = BTreeMap<u64, u32>;
+/// Block -> (the block it was written as, tag): a share moves a block's
+/// contents to another address.
+type Image = BTreeMap<u64, (u64, u32)>;
 
 fn block(lba: u64, tag: u32) -> Vec<u8> {
     let mut b = vec![(tag as u8) ^ (lba as u8); BS];
@@ -74,15 +95,16 @@ fn block(lba: u64, tag: u32) -> Vec<u8> {
     b
 }
 
-fn decode(lba: u64, b: &[u8]) -> Result<Option<u32>, String> {
+fn decode(lba: u64, b: &[u8]) -> Result<Option<(u64, u32)>, String> {
     if b.iter().all(|&x| x == 0) {
         return Ok(None);
     }
+    let written_as = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
     let tag = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-    if b != block(lba, tag).as_slice() {
+    if b != block(written_as, tag).as_slice() {
         return Err(format!("block {lba} holds foreign or torn data"));
     }
-    Ok(Some(tag))
+    Ok(Some((written_as, tag)))
 }
 
 fn verify(dev: &dyn BlockDevice, want: &Image, what: &str) -> Result<(), TestCaseError> {
@@ -127,6 +149,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         pool.create_volume(&v.name, VOL_SIZE).unwrap();
     }
     let mut snaps: Vec<ModelSnap> = Vec::new();
+    // Volumes and snapshots some share read from (deleting them may be
+    // refused while the copy borrows).
+    let mut shared_from: std::collections::BTreeSet<String> = Default::default();
     let mut next_tag = 1u32;
     let mut next_name = 0u32;
     for op in ops {
@@ -141,7 +166,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut data = Vec::new();
                 for b in lba..lba + blocks {
                     data.extend(block(b, next_tag));
-                    v.image.insert(b, next_tag);
+                    v.image.insert(b, (b, next_tag));
                 }
                 next_tag += 1;
                 let d = if fua {
@@ -194,7 +219,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert!(!has_clone);
                         snaps.remove(snap);
                     }
-                    Err(Error::Busy(_)) => prop_assert!(has_clone),
+                    Err(Error::Busy(_)) => {
+                        prop_assert!(has_clone || shared_from.contains(&s.name))
+                    }
                     Err(e) => return Err(TestCaseError::fail(e.to_string())),
                 }
             }
@@ -210,12 +237,61 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             .snapshots()
                             .iter()
                             .any(|i| i.volume == v.name && !i.clones.is_empty());
-                        prop_assert!(busy);
+                        prop_assert!(busy || shared_from.contains(&v.name));
                     }
                     Err(e) => return Err(TestCaseError::fail(e.to_string())),
                 }
             }
             Op::Flush => pool.flush().unwrap(),
+            Op::Share {
+                src,
+                from_snap,
+                dst,
+                src_ext,
+                dst_ext,
+                extents,
+            } => {
+                let n = extents.min(12 - src_ext).min(12 - dst_ext);
+                let (src_name, src_image, src_dev): (String, Image, Arc<dyn BlockDevice>) =
+                    if from_snap {
+                        let Some(s) = snaps.get(src) else { continue };
+                        let dev = pool.snapshot(&s.name).unwrap();
+                        shared_from.insert(s.vol.clone());
+                        (s.name.clone(), s.image.clone(), Arc::new(dev))
+                    } else {
+                        let Some(v) = vols.get(src % vols.len().max(1)) else {
+                            continue;
+                        };
+                        let dev = pool.volume(&v.name).unwrap();
+                        (v.name.clone(), v.image.clone(), Arc::new(dev))
+                    };
+                let Some(d) = vols.get_mut(dst) else { continue };
+                let dst_dev = pool.volume(&d.name).unwrap();
+                let source = src_dev.extent_source().unwrap();
+                let done = dst_dev
+                    .share_range(
+                        &source,
+                        src_ext * EXT_BLOCKS,
+                        dst_ext * EXT_BLOCKS,
+                        n * EXT_BLOCKS,
+                    )
+                    .unwrap();
+                let overlapping = !from_snap
+                    && src_name == d.name
+                    && src_ext < dst_ext + n
+                    && dst_ext < src_ext + n;
+                prop_assert_eq!(done, !overlapping);
+                if done {
+                    shared_from.insert(src_name);
+                    for i in 0..n * EXT_BLOCKS {
+                        let (from, to) = (src_ext * EXT_BLOCKS + i, dst_ext * EXT_BLOCKS + i);
+                        match src_image.get(&from) {
+                            Some(t) => d.image.insert(to, *t),
+                            None => d.image.remove(&to),
+                        };
+                    }
+                }
+            }
             Op::Reopen { kill } => {
                 if kill {
                     // kill -9 after a flush: the page cache survives, the
