@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use ironlun_cow::{BlockDevice, BlockError, Durability, Geometry, ProvisioningRun};
+use ironlun_cow::{BlockDevice, BlockError, Durability, ExtentSource, Geometry, ProvisioningRun};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use roaring::RoaringBitmap;
 
@@ -202,5 +202,82 @@ impl BlockDevice for ReplicaDevice {
 
     fn provisioning(&self, lba: u64) -> Result<ProvisioningRun, BlockError> {
         self.inner.provisioning(lba)
+    }
+
+    fn extent_source(&self) -> Option<ExtentSource> {
+        self.inner.extent_source()
+    }
+
+    /// Copy offload into a replicated volume: shared like any write (under
+    /// the gate and the extent locks, and marked written so a running copy
+    /// leaves it alone), except that a mirror source refuses, so the caller
+    /// copies data through [`BlockDevice::write`] and the mirror sees it.
+    fn share_range(
+        &self,
+        source: &ExtentSource,
+        src_lba: u64,
+        dst_lba: u64,
+        blocks: u64,
+    ) -> Result<bool, BlockError> {
+        self.geometry().check_range(dst_lba, blocks)?;
+        self.check_fence()?;
+        let _gate = self.gate.read();
+        // Held across the share: an observer installed meanwhile waits.
+        let observer = self.observer.read();
+        if observer.is_some() {
+            return Ok(false);
+        }
+        let _locks = self.lock_range(dst_lba, blocks);
+        self.inner.share_range(source, src_lba, dst_lba, blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Counting(Mutex<u64>);
+    impl WriteObserver for Counting {
+        fn wrote(&self, _: u64, data: &[u8], _: Durability) -> Result<(), BlockError> {
+            *self.0.lock() += data.len() as u64;
+            Ok(())
+        }
+        fn unmapped(&self, _: u64, _: u64) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn flushed(&self) -> Result<(), BlockError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn shares_unless_a_mirror_must_see_the_data() {
+        let dir = std::env::temp_dir().join(format!("ironlun-repdev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("share.pool");
+        let _ = std::fs::remove_file(&path);
+        let pool = ironlun_cow::Pool::create(&path, 32 << 20, 64 << 10).unwrap();
+        let a = pool.create_volume("a", 4 << 20).unwrap();
+        let b = pool.create_volume("b", 4 << 20).unwrap();
+        a.write(0, &vec![7u8; 64 << 10], Durability::Cached)
+            .unwrap();
+        let dev = ReplicaDevice::new(Arc::new(b), 64 << 10);
+        let src = a.extent_source().unwrap();
+        let free = pool.info().free_extents;
+        assert!(dev.share_range(&src, 0, 128, 128).unwrap());
+        assert_eq!(pool.info().free_extents, free);
+        assert!(dev.was_written(1));
+        let mut buf = vec![0u8; 512];
+        dev.read(128, &mut buf).unwrap();
+        assert_eq!(buf, vec![7u8; 512]);
+        dev.set_observer(Some(Arc::new(Counting(Mutex::new(0)))));
+        assert!(!dev.share_range(&src, 0, 256, 128).unwrap());
+        dev.set_observer(None);
+        dev.set_fenced(true);
+        assert!(matches!(
+            dev.share_range(&src, 0, 256, 128),
+            Err(BlockError::ReadOnly)
+        ));
+        let _ = std::fs::remove_file(&path);
     }
 }
