@@ -4,13 +4,14 @@
 //! cleanly before returning.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use ironlun_cow::{BlockDevice, Durability, Pool, PoolOptions, Provisioning};
 
 /// The offline verbs. Each runs against a pool file directly.
@@ -225,6 +226,38 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// A progress bar on stderr counting `total` bytes, for verbs that move
+/// data (import, export). Hidden, printing nothing, unless stderr is a
+/// terminal: scripts and `--json` output never see it.
+fn byte_progress(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total).with_message(what.to_string());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.force_draw();
+    bar
+}
+
+/// A spinner on stderr with elapsed time, for verbs whose work happens in
+/// one call (check, delete). Hidden unless stderr is a terminal.
+fn spinner(what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner().with_message(what.to_string());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar.force_draw();
+    bar
+}
+
 fn open_rw(path: &Path) -> anyhow::Result<Arc<Pool>> {
     Pool::open(path).with_context(|| format!("opening pool {}", path.display()))
 }
@@ -353,7 +386,13 @@ fn pool_cmd(cmd: PoolCmd, json: bool) -> anyhow::Result<i32> {
                     return Err(e).with_context(|| format!("opening pool {}", path.display()))
                 }
             };
+            let bar = spinner(&format!(
+                "checking {} ({} extents)",
+                path.display(),
+                pool.layout().extent_count
+            ));
             let r = pool.check();
+            bar.finish_and_clear();
             let clean = r.is_clean();
             if json {
                 let nums = |v: &[u64]| J::A(v.iter().map(|n| J::N(*n)).collect());
@@ -435,7 +474,11 @@ fn volume_cmd(cmd: VolumeCmd, json: bool) -> anyhow::Result<i32> {
         }
         VolumeCmd::Delete { pool, name } => {
             let p = open_rw(&pool)?;
+            let bar = spinner(&format!("deleting {name}"));
             p.delete_volume(&name)?;
+            // Closing the pool makes the delete durable and checkpoints.
+            drop(p);
+            bar.finish_and_clear();
             done(json, "deleted", &name)
         }
         VolumeCmd::Import {
@@ -461,6 +504,7 @@ fn volume_cmd(cmd: VolumeCmd, json: bool) -> anyhow::Result<i32> {
             let mut buf = vec![0u8; chunk];
             let mut at = 0u64;
             let mut stored = 0u64;
+            let bar = byte_progress(raw_len, &format!("importing {name}"));
             while at < raw_len {
                 let n = ((raw_len - at) as usize).min(chunk);
                 raw.read_exact(&mut buf[..n])?;
@@ -472,8 +516,10 @@ fn volume_cmd(cmd: VolumeCmd, json: bool) -> anyhow::Result<i32> {
                     stored += padded;
                 }
                 at += n as u64;
+                bar.set_position(at);
             }
             vol.flush()?;
+            bar.finish_and_clear();
             if json {
                 J::O(vec![
                     ("ok", J::B(true)),
@@ -513,10 +559,12 @@ fn volume_cmd(cmd: VolumeCmd, json: bool) -> anyhow::Result<i32> {
             let mut buf = vec![0u8; (chunk_blocks * bs) as usize];
             let mut lba = 0u64;
             let mut written = 0u64;
+            let bar = byte_progress(size, &format!("exporting {name}"));
             while lba < g.blocks {
                 let run = dev.provisioning(lba)?;
                 if run.state == Provisioning::Deallocated {
                     lba += run.blocks;
+                    bar.set_position(lba * bs);
                     continue;
                 }
                 let end = lba + run.blocks;
@@ -529,10 +577,12 @@ fn volume_cmd(cmd: VolumeCmd, json: bool) -> anyhow::Result<i32> {
                         written += b.len() as u64;
                     }
                     lba += n;
+                    bar.set_position(lba * bs);
                 }
             }
             (&out).flush()?;
             out.sync_data()?;
+            bar.finish_and_clear();
             if json {
                 J::O(vec![
                     ("ok", J::B(true)),
