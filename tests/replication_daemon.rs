@@ -208,6 +208,29 @@ fn session(s: &Server, lun: u64) -> Conn {
     c
 }
 
+/// Runs a command, sending it again (bounded) while it ends in UNIT
+/// ATTENTION, as initiators do (e.g. REPORTED LUNS DATA HAS CHANGED when a
+/// replica is exposed as a LUN meanwhile; such a command was not run).
+fn scsi(c: &mut Conn, cdb: &[u8], edtl: u32, data: Option<&[u8]>) -> (u8, Vec<u8>, Vec<u8>) {
+    for _ in 0..8 {
+        let r = c.scsi(cdb, edtl, data).expect("iSCSI I/O");
+        if r.0 == 2 && sense_key(&r.2) == Some(6) {
+            continue;
+        }
+        return r;
+    }
+    panic!("unit attentions without end on LUN {}", c.lun)
+}
+
+/// The sense key of fixed or descriptor format sense data.
+fn sense_key(sense: &[u8]) -> Option<u8> {
+    match sense.first().map(|b| b & 0x7f) {
+        Some(0x70 | 0x71) => sense.get(2).map(|k| k & 0x0f),
+        Some(0x72 | 0x73) => sense.get(1).map(|k| k & 0x0f),
+        _ => None,
+    }
+}
+
 /// 1 MiB of 512-byte blocks per WRITE / READ.
 const CHUNK_BLOCKS: u16 = 2048;
 const CHUNK: usize = CHUNK_BLOCKS as usize * 512;
@@ -229,16 +252,15 @@ fn write_chunks(s: &Server, lun: u64, seed: u32, range: std::ops::Range<u32>) {
     let mut c = session(s, lun);
     for i in range {
         let d = chunk_pattern(seed, i);
-        let (st, _, sense) = c
-            .scsi(
-                &write10(i * CHUNK_BLOCKS as u32, CHUNK_BLOCKS),
-                CHUNK as u32,
-                Some(&d),
-            )
-            .unwrap();
+        let (st, _, sense) = scsi(
+            &mut c,
+            &write10(i * CHUNK_BLOCKS as u32, CHUNK_BLOCKS),
+            CHUNK as u32,
+            Some(&d),
+        );
         assert_eq!(st, 0, "WRITE LUN {lun} chunk {i}: sense {sense:02x?}");
     }
-    let (st, _, _) = c.scsi(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, None).unwrap();
+    let (st, _, _) = scsi(&mut c, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, None);
     assert_eq!(st, 0, "SYNCHRONIZE CACHE LUN {lun}");
 }
 
@@ -247,13 +269,12 @@ fn read_chunks(s: &Server, lun: u64, chunks: u32) -> Vec<u8> {
     let mut c = session(s, lun);
     let mut out = Vec::with_capacity(chunks as usize * CHUNK);
     for i in 0..chunks {
-        let (st, d, sense) = c
-            .scsi(
-                &read10(i * CHUNK_BLOCKS as u32, CHUNK_BLOCKS),
-                CHUNK as u32,
-                None,
-            )
-            .unwrap();
+        let (st, d, sense) = scsi(
+            &mut c,
+            &read10(i * CHUNK_BLOCKS as u32, CHUNK_BLOCKS),
+            CHUNK as u32,
+            None,
+        );
         assert_eq!(st, 0, "READ LUN {lun} chunk {i}: sense {sense:02x?}");
         assert_eq!(d.len(), CHUNK);
         out.extend_from_slice(&d);
@@ -695,9 +716,12 @@ fn group_snapshots_with_sequential_consistency_show_a_prefix_of_the_writes() {
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                 seq += 1;
                 let (lun, blk) = seq_place(seq);
-                let (st, _, sense) = conns[lun]
-                    .scsi(&write10(blk as u32, 1), 512, Some(&seq_block(seq, lun)))
-                    .expect("writer I/O");
+                let (st, _, sense) = scsi(
+                    &mut conns[lun],
+                    &write10(blk as u32, 1),
+                    512,
+                    Some(&seq_block(seq, lun)),
+                );
                 assert_eq!(st, 0, "write {seq}: sense {sense:02x?}");
                 last.store(seq, Ordering::SeqCst);
             }
@@ -747,9 +771,7 @@ fn group_snapshots_with_sequential_consistency_show_a_prefix_of_the_writes() {
     let blocks = SEQ_BLOCKS as u16;
     let read = |lun: u64| {
         let mut c = session(&s, lun);
-        let (st, d, sense) = c
-            .scsi(&read10(0, blocks), blocks as u32 * 512, None)
-            .unwrap();
+        let (st, d, sense) = scsi(&mut c, &read10(0, blocks), blocks as u32 * 512, None);
         assert_eq!(st, 0, "READ LUN {lun}: sense {sense:02x?}");
         d
     };
