@@ -383,9 +383,9 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
 {
-  echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r); $REPS repetitions, ${RUNTIME}s per job after ${RAMP}s warm-up, LUNs of $SIZE, backing files on $(df -P "$OUT" | awk 'NR==2 {print $1}') ($OUT/disk)."
-  echo "ironlun: $IRONLUN_SRC, $("$IRONLUN_BIN" --version 2>/dev/null || echo '?'), built from $IRONLUN_COMMIT; tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); $("$FIO" --version) with the libiscsi engine; ceiling file engine $FILE_ENGINE."
-  echo "Load average before / after: $LOAD_BEFORE / $LOAD_AFTER (well above 0 means other work shared the cores); measuring took ${T_MEASURE}s."
+  echo "- Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r); $REPS repetitions, ${RUNTIME}s per job after ${RAMP}s warm-up, LUNs of $SIZE, backing files on $(df -P "$OUT" | awk 'NR==2 {print $1}') ($OUT/disk)."
+  echo "- ironlun: $IRONLUN_SRC, $("$IRONLUN_BIN" --version 2>/dev/null || echo '?'), built from $IRONLUN_COMMIT; tgt $(dpkg-query -W -f='${Version}' tgt 2>/dev/null); libiscsi-bin $(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null); $("$FIO" --version) with the libiscsi engine; ceiling file engine $FILE_ENGINE."
+  echo "- Load average before / after: $LOAD_BEFORE / $LOAD_AFTER (well above 0 means other work shared the cores); measuring took ${T_MEASURE}s."
 } > "$OUT/header.md"
 STATUS=0
 python3 - "$OUT" "$REPS" "$NSESS" "$SOAK" "$SOAK_FIG" > "$OUT/report.md" <<'PY' || STATUS=$?
@@ -526,6 +526,7 @@ else:
                  "no growth (≤ +1 MiB)", verdict(g <= 1.0)])
 
 print(open(out + "/header.md").read().rstrip())
+print()
 print("Medians of the repetitions. IOPS / MB/s (server CPU in cores). Ratios: ironlun / the better tgt LUN;")
 print("for latency the lower tgt p50. ceiling = fio " + "O_DIRECT on a file in the same directory.")
 print()

@@ -8,6 +8,9 @@
 //! http_listen = ["127.0.0.1:5988"]       # [] disables HTTP; --cim-listen overrides
 //! https_listen = ["127.0.0.1:5989"]      # [] disables HTTPS; --cim-listen-https overrides
 //!
+//! [replication]                          # optional
+//! expose_replicas = true                 # replicas made through CIM become LUNs at once
+//!
 //! [[pool]]                               # copy-on-write extent pools
 //! name = "default"
 //! path = "pool.img"                      # relative to data_dir; a file or block device
@@ -53,6 +56,34 @@ pub struct Config {
     pub discovery_chap: Option<ChapConfig>,
     /// The CIM-XML server (`[cim]`: listen addresses, TLS files, users, limits).
     pub cim: Option<ironlun_cim::CimSettings>,
+    /// How replicas are served (`[replication]`).
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+}
+
+/// `[replication]`: what happens to the replicas the engine makes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// A replica (clone or mirror target volume, snapshot) of a volume a
+    /// target serves becomes a LUN of that target as soon as it is made,
+    /// under the next free LUN number (snapshots read-only), and stops
+    /// being one when it is deleted. The numbers are kept in
+    /// `DATA_DIR/replica-luns.json`.
+    #[serde(default = "default_true")]
+    pub expose_replicas: bool,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            expose_replicas: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One copy-on-write extent pool.
@@ -145,6 +176,7 @@ impl Config {
             data_dir: None,
             discovery_chap: None,
             cim: None,
+            replication: ReplicationConfig::default(),
             pools: Vec::new(),
             targets: vec![TargetConfig {
                 iqn: DEFAULT_IQN.to_string(),

@@ -17,6 +17,7 @@ use ironlun_target::scsi::{LogicalUnit, LuIdentity, LuOptions, LunMap};
 use ironlun_target::server::{Server, ServerSettings, TargetEntry};
 use tracing::{error, info};
 
+use crate::exposure::{ReplicaExposure, ServedTarget};
 use crate::config::{
     file_stem, parse_size, Config, LunConfig, PoolConfig, TargetConfig, DEFAULT_POOL,
     DEFAULT_POOL_SIZE,
@@ -192,6 +193,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        engine.set_observer(None);
         engine.shutdown();
         info!("stopped");
         Ok::<(), anyhow::Error>(())
@@ -353,13 +355,14 @@ impl Pools {
     }
 }
 
-/// The block device behind one LUN: a file, a pool volume or a snapshot.
+/// The block device behind one LUN (a file, a pool volume or a snapshot),
+/// what it is, and the pool element it serves.
 fn lun_device(
     t: &TargetConfig,
     l: &LunConfig,
     pools: &mut Pools,
     engine: &ReplicationService,
-) -> anyhow::Result<(Arc<dyn BlockDevice>, String)> {
+) -> anyhow::Result<(Arc<dyn BlockDevice>, String, Option<ElementRef>)> {
     let size = size_opt(&l.size)?;
     if let Some(path) = &l.path {
         let dev = FileDevice::open(
@@ -371,7 +374,7 @@ fn lun_device(
                 read_only: l.read_only,
             },
         )?;
-        return Ok((Arc::new(dev), format!("file {}", path.display())));
+        return Ok((Arc::new(dev), format!("file {}", path.display()), None));
     }
     let pool_name = l.pool.clone().unwrap_or_else(|| DEFAULT_POOL.to_string());
     let pool = pools.get(&pool_name)?;
@@ -379,7 +382,11 @@ fn lun_device(
         let dev = pool
             .snapshot_device(snap)
             .with_context(|| format!("snapshot {snap:?} in pool {pool_name:?}"))?;
-        return Ok((dev, format!("pool {pool_name} snapshot {snap} (read-only)")));
+        return Ok((
+            dev,
+            format!("pool {pool_name} snapshot {snap} (read-only)"),
+            Some(ElementRef::new(pool_name.clone(), snap.clone())),
+        ));
     }
     let volume = l
         .volume
@@ -400,7 +407,8 @@ fn lun_device(
             l.block_size
         ));
     }
-    Ok((dev, format!("pool {pool_name} volume {volume}")))
+    let element = ElementRef::new(pool_name.clone(), volume.clone());
+    Ok((dev, format!("pool {pool_name} volume {volume}"), Some(element)))
 }
 
 fn build_target(
@@ -418,10 +426,12 @@ fn build_target(
                 .map_err(|_| anyhow!("portal {p:?} is not ADDR:PORT"))
         })
         .collect::<Result<_, _>>()?;
-    let mut map = LunMap::new();
+    let map = LunMap::new();
+    let mut elements = Vec::new();
     for l in &t.luns {
-        let (device, what) = lun_device(t, l, pools, engine)
+        let (device, what, element) = lun_device(t, l, pools, engine)
             .with_context(|| format!("target {} LUN {}", t.iqn, l.id))?;
+        elements.extend(element);
         let g = device.geometry();
         let device_read_only = device.read_only();
         info!(target = %t.iqn, lun = l.id, backing = %what,
@@ -466,6 +476,7 @@ fn build_target(
             luns: Arc::new(map),
         },
         portals,
+        elements,
     ))
 }
 
@@ -483,7 +494,12 @@ fn fnv1a(data: &[u8]) -> u64 {
 /// The identity of LUN `lun` of target `iqn`: derived from the names only,
 /// so it survives restarts and is the same on every path.
 fn identity(iqn: &str, lun: u64) -> LuIdentity {
-    let key = format!("{iqn}/lun/{lun}");
+    identity_of(&format!("{iqn}/lun/{lun}"))
+}
+
+/// The identity derived from `key` (a configured LUN's is
+/// `<iqn>/lun/<n>`; a replica's names its target and element).
+fn identity_of(key: &str) -> LuIdentity {
     let a = fnv1a(key.as_bytes());
     let b = fnv1a(format!("{key}/ext").as_bytes());
     let mut naa = [0u8; 16];

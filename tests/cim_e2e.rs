@@ -132,6 +132,63 @@ fn write_pattern(s: &Server, seed: u8) {
     );
 }
 
+/// The LUN numbers REPORT LUNS lists over `c`.
+fn report_luns(c: &mut Conn) -> Vec<u64> {
+    let cdb = [0xA0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    let (st, data, sense) = c.scsi(&cdb, 4096, None).unwrap();
+    assert_eq!(st, 0, "REPORT LUNS failed, sense {sense:02x?}");
+    let len = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+    data[8..8 + len]
+        .chunks(8)
+        .map(|e| {
+            ironlun_target::scsi::decode_lun(u64::from_be_bytes(e.try_into().unwrap()))
+                .expect("a LUN we encode")
+        })
+        .collect()
+}
+
+/// The next command over `c` (a session open before the change) answers
+/// REPORTED LUNS DATA HAS CHANGED (6/3F/0E); REPORT LUNS then lists
+/// `luns` and clears it, so a TEST UNIT READY is GOOD again.
+fn expect_luns_changed(c: &mut Conn, luns: &[u64]) {
+    let (st, _, sense) = c.scsi(&[0u8; 6], 0, None).unwrap();
+    assert_eq!(st, 2, "no unit attention after the LUN inventory changed");
+    assert_eq!(
+        (sense[2] & 0x0f, sense[12], sense[13]),
+        (6, 0x3F, 0x0E),
+        "sense {sense:02x?} is not REPORTED LUNS DATA HAS CHANGED"
+    );
+    assert_eq!(report_luns(c), luns, "REPORT LUNS after the change");
+    let (st, _, sense) = c.scsi(&[0u8; 6], 0, None).unwrap();
+    assert_eq!(st, 0, "REPORT LUNS did not clear the condition: {sense:02x?}");
+}
+
+/// A session to `lun` whose TEST UNIT READY answers LOGICAL UNIT NOT
+/// SUPPORTED (5/25/00): nothing is mapped there.
+fn expect_no_lun(s: &Server, lun: u64) {
+    let mut c = Conn::connect(s.addr);
+    c.lun = lun;
+    c.login("iqn.2026-11.org.ironlun:cim-e2e", TARGET, &[]);
+    let (st, _, sense) = c.scsi(&[0u8; 6], 0, None).unwrap();
+    assert_eq!(st, 2, "LUN {lun} still answers");
+    assert_eq!(
+        (sense[2] & 0x0f, sense[12], sense[13]),
+        (5, 0x25, 0x00),
+        "LUN {lun}: sense {sense:02x?}"
+    );
+}
+
+/// A replica just made is LUN `lun` (the next free number): `watch` is
+/// told, REPORT LUNS lists it, and it reads back as `pattern(seed)`.
+fn exposed(s: &Server, watch: &mut Conn, luns: &mut Vec<u64>, lun: u64, what: &str, seed: u8) {
+    luns.push(lun);
+    expect_luns_changed(watch, luns);
+    assert!(
+        read_lun(s, lun) == pattern(seed),
+        "{what} (LUN {lun}) does not hold its data right after it was made"
+    );
+}
+
 fn read_lun(s: &Server, lun: u64) -> Vec<u8> {
     let mut c = session(s, lun);
     let (st, data, sense) = c
@@ -190,6 +247,9 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
             &format!("127.0.0.1:{http}"),
             "--cim-listen-https",
             &format!("127.0.0.1:{https}"),
+            // The watching session below stays idle while the clients run.
+            "--nop-interval-secs",
+            "600",
         ],
     );
     s.keep = true;
@@ -223,6 +283,11 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     };
 
     write_pattern(&s, 0xA0);
+    // A session open before any replica exists: every replica made below
+    // becomes a LUN of this target at once (the next free number), and
+    // this session is told so by a unit attention.
+    let mut watch = session(&s, 0);
+    let mut luns: Vec<u64> = vec![0];
 
     // List volumes (both clients; pywbemcli also over HTTPS).
     let o = cim.py(&["instance", "enumerate", "CIM_StorageVolume"]);
@@ -308,6 +373,7 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     ]);
     assert!(o.contains("ReturnValue=0"), "{o}");
     assert!(unfold(&o).contains("default/snapA"), "{o}");
+    exposed(&s, &mut watch, &mut luns, 1, "snapA", 0xA0);
 
     // Snapshot (7) without WaitForCopyState, through wbemcli.
     let o = cim.wbem(&[
@@ -319,8 +385,10 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
         ),
     ]);
     assert!(o.contains("CreateElementReplica: 0"), "{o}");
+    exposed(&s, &mut watch, &mut luns, 2, "snapW", 0xA0);
 
-    // Clone (8) without WaitForCopyState: 4096 + Job, polled to completion.
+    // Clone (8) without WaitForCopyState: 4096 + Job, polled to completion;
+    // the clone is a LUN (with the data) while its job still runs.
     let o = cim.py(&[
         "instance",
         "invokemethod",
@@ -334,6 +402,7 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
         &format!("SourceElement={NS}:{}", vol(SOURCE)),
     ]);
     assert!(o.contains("ReturnValue=4096"), "{o}");
+    exposed(&s, &mut watch, &mut luns, 3, "cloneA", 0xA0);
     let job = job_id(&o);
     let j = cim.wait_job(job);
     assert!(j.contains("JobState = 7;"), "{j}");
@@ -368,6 +437,7 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
         ),
     ]);
     assert!(o.contains("CreateElementReplica: 0"), "{o}");
+    exposed(&s, &mut watch, &mut luns, 4, "cloneW", 0xA0);
     let o = cim.py(&["instance", "enumerate", "MSISCSITARGET_StorageSynchronized"]);
     let u = unfold(&o);
     assert_eq!(u.matches("CopyState = 4;").count(), 4, "{o}");
@@ -422,6 +492,9 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
         "Consistency=3",
     ]);
     assert!(o.contains("ReturnValue=0"), "{o}");
+    luns.push(5);
+    exposed(&s, &mut watch, &mut luns, 6, "nightly_1 and nightly_2", 0xA0);
+    assert!(read_lun(&s, 5) == pattern(0xA0), "nightly_1 (LUN 5)");
     let group = number_after(&unfold(&o), "IRONLUN:group-").expect("the TargetGroup");
     let o = cim.py(&["instance", "enumerate", "CIM_GroupSynchronized"]);
     assert!(
@@ -509,6 +582,7 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     ]);
     assert!(o.contains("ReturnValue=0"), "{o}");
     assert!(unfold(&o).contains("default/pit_1"), "{o}");
+    exposed(&s, &mut watch, &mut luns, 7, "pit_1", 0xA0);
 
     // Mirror (6), synchronous, waiting for Synchronized: the target then
     // follows every write of the source.
@@ -529,57 +603,62 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
         "WaitForCopyState=4",
     ]);
     assert!(o.contains("ReturnValue=0"), "{o}");
+    exposed(&s, &mut watch, &mut luns, 8, "mirrorA", 0xA0);
+
+    // Return To ResourcePool (19) deletes snapW: its LUN goes away.
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "ModifyReplicaSynchronization",
+        "-p",
+        "Operation=19",
+        "-p",
+        &sync("default/snapW"),
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    luns.retain(|l| *l != 2);
+    expect_luns_changed(&mut watch, &luns);
+    expect_no_lun(&s, 2);
 
     // The source moves on; the point-in-time replicas keep their data, the
-    // mirror follows.
+    // mirror follows, all read where they were exposed.
     write_pattern(&s, 0x5B);
+    let check = |s: &Server| {
+        assert!(read_lun(s, 0) == pattern(0x5B), "the source has its new data");
+        assert!(
+            read_lun(s, 8) == pattern(0x5B),
+            "the mirror (LUN 8) does not follow the source"
+        );
+        for (lun, what) in [
+            (1, "snapA"),
+            (3, "cloneA"),
+            (4, "cloneW"),
+            (5, "nightly_1"),
+            (6, "nightly_2"),
+            (7, "pit_1"),
+        ] {
+            assert!(
+                read_lun(s, lun) == pattern(0xA0),
+                "{what} (LUN {lun}) does not hold the point-in-time data"
+            );
+        }
+    };
+    check(&s);
+    drop(watch);
     s.stop();
 
-    // Serve the source and the replicas as LUNs and read them over iSCSI.
-    let cfg = s.dir.join("replicas.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[target]]\niqn = \"{TARGET}\"\n\
-             [[target.lun]]\nid = 0\nsize = \"1G\"\nvolume = \"default-lun0\"\n\
-             [[target.lun]]\nid = 1\nsnapshot = \"snapA\"\n\
-             [[target.lun]]\nid = 2\nsize = \"1G\"\nvolume = \"cloneA\"\n\
-             [[target.lun]]\nid = 3\nsize = \"1G\"\nvolume = \"cloneW\"\n\
-             [[target.lun]]\nid = 4\nsnapshot = \"snapW\"\n\
-             [[target.lun]]\nid = 5\nsnapshot = \"nightly_1\"\n\
-             [[target.lun]]\nid = 6\nsnapshot = \"nightly_2\"\n\
-             [[target.lun]]\nid = 7\nsize = \"1G\"\nvolume = \"pit_1\"\n\
-             [[target.lun]]\nid = 8\nsize = \"1G\"\nvolume = \"mirrorA\"\n"
-        ),
-    )
-    .unwrap();
+    // After a restart every replica is served under the same number.
     let dir = s.dir.clone();
     drop(s);
-    let mut s = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
-    assert_eq!(
-        read_lun(&s, 0),
-        pattern(0x5B),
-        "the source has its new data"
-    );
-    assert!(
-        read_lun(&s, 8) == pattern(0x5B),
-        "the mirror (LUN 8) does not follow the source"
-    );
-    for (lun, what) in [
-        (1, "snapA"),
-        (2, "cloneA"),
-        (3, "cloneW"),
-        (4, "snapW"),
-        (5, "nightly_1"),
-        (6, "nightly_2"),
-        (7, "pit_1"),
-    ] {
-        assert!(
-            read_lun(&s, lun) == pattern(0xA0),
-            "{what} (LUN {lun}) does not hold the point-in-time data"
-        );
-    }
+    let mut s = Server::start_in(dir, &[]);
+    let mut c = session(&s, 0);
+    assert_eq!(report_luns(&mut c), luns, "LUNs after the restart");
+    drop(c);
+    check(&s);
+    expect_no_lun(&s, 2);
     s.stop();
+
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 

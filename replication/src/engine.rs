@@ -153,6 +153,8 @@ pub struct ReplicationService {
     pub(crate) links: Mutex<HashMap<u64, Arc<crate::mirror::MirrorLink>>>,
     /// Pause between copy batches (a rate limit; 0 = full speed).
     copy_delay: Mutex<Duration>,
+    /// Told when replica elements are made, re-created or deleted.
+    observer: Mutex<Option<Arc<dyn crate::observer::ElementObserver>>>,
 }
 
 impl ReplicationService {
@@ -174,6 +176,7 @@ impl ReplicationService {
             threads: Mutex::new(Vec::new()),
             links: Mutex::new(HashMap::new()),
             copy_delay: Mutex::new(Duration::ZERO),
+            observer: Mutex::new(None),
         });
         let unfinished: Vec<(JobId, JobState)> = svc
             .state
@@ -300,8 +303,30 @@ impl ReplicationService {
         crate::persist::store(&self.state_path, st)
     }
 
+    /// Tells the observer, then wakes waiters (WaitForCopyState), so a
+    /// method that waited returns only once the observer has seen the
+    /// change. Called with no state lock held.
     pub(crate) fn notify(&self) {
+        let observer = self.observer.lock().clone();
+        if let Some(o) = observer {
+            o.changed();
+        }
         self.changed.notify_all();
+    }
+
+    /// Sets (or clears) the [`crate::ElementObserver`] told about replica
+    /// elements being made, re-created and deleted.
+    pub fn set_observer(&self, observer: Option<Arc<dyn crate::observer::ElementObserver>>) {
+        *self.observer.lock() = observer;
+    }
+
+    /// Tells the observer that `element` is about to go away (state lock
+    /// may be held).
+    pub(crate) fn releasing(&self, element: &ElementRef) {
+        let observer = self.observer.lock().clone();
+        if let Some(o) = observer {
+            o.releasing(element);
+        }
     }
 
     // ---- CreateElementReplica -------------------------------------------
@@ -439,6 +464,7 @@ impl ReplicationService {
                 reply.jobs.push(job);
                 reply.code = Some(ReturnCode::JobStarted);
                 drop(st);
+                self.notify();
                 self.spawn_job(job, false, false);
                 return self.finish_wait(reply, id, req.wait_for);
             }
@@ -538,6 +564,7 @@ impl ReplicationService {
                 reply.jobs.push(job);
                 reply.code = Some(ReturnCode::JobStarted);
                 drop(st);
+                self.notify();
                 self.spawn_job(job, false, false);
                 return self.finish_wait(reply, id, req.wait_for);
             }
@@ -700,6 +727,7 @@ impl ReplicationService {
             Effect::TakePointInTime => {
                 let _hold = self.hold_unless(writes_held, &sync.source)?;
                 if src_pool.snapshot(&sync.target.name).is_ok() {
+                    self.releasing(&sync.target);
                     src_pool.delete_snapshot(&sync.target.name)?;
                 }
                 src_pool.create_snapshot(&sync.source.name, &sync.target.name)?;
@@ -708,6 +736,7 @@ impl ReplicationService {
                 sync.percent_synced = 100;
             }
             Effect::DiscardPointInTime => {
+                self.releasing(&sync.target);
                 src_pool.delete_snapshot(&sync.target.name)?;
                 sync.when_deactivated = Some(now);
                 sync.percent_synced = 0;
@@ -819,6 +848,7 @@ impl ReplicationService {
         match (sync.sync_type, effect) {
             (SyncType::Snapshot, Effect::DeleteTarget) => {
                 if src_pool.snapshot(&sync.target.name).is_ok() {
+                    self.releasing(&sync.target);
                     src_pool.delete_snapshot(&sync.target.name)?;
                 }
             }

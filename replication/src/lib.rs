@@ -29,6 +29,8 @@
 //! - [`device`]: [`ReplicaDevice`], the block device replicated volumes are
 //!   served through (copier locks, consistency gate, mirror write hook).
 //! - [`persist`]: the state file, replaced atomically.
+//! - [`observer`]: [`ElementObserver`], how a server hears that replicas
+//!   were made, re-created or deleted (to serve them at once).
 //! - [`error`]: [`ReplicationError`], each variant with its return code.
 //!
 //! ## What is persisted
@@ -79,6 +81,7 @@ pub mod group;
 pub mod job;
 pub mod mirror;
 pub mod model;
+pub mod observer;
 pub mod persist;
 pub mod synchronization;
 pub mod table;
@@ -87,6 +90,7 @@ pub use device::ReplicaDevice;
 pub use engine::{ElementReplicaRequest, ReplicationService, Reply, WaitFor};
 pub use error::ReplicationError;
 pub use group::GroupReplicaRequest;
+pub use observer::ElementObserver;
 pub use synchronization::{
     ElementRef, GroupSynchronization, Synchronization, SynchronizationAspect,
 };

@@ -61,7 +61,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use ironlun_cow::BlockDevice;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 mod alua;
 mod atomic;
@@ -569,9 +569,16 @@ fn check_condition(sense: Sense, descriptor: bool) -> CommandOutcome {
 }
 
 /// The LUNs one target exposes, and the dispatcher of SCSI commands to them.
+///
+/// The set of LUNs can change while sessions run (replicas made through
+/// CIM are added and removed at run time). The read lock is held only to
+/// look a LUN up and clone its `Arc`; no command runs under it, so a
+/// change waits at most for a lookup, never for I/O.
 #[derive(Default)]
 pub struct LunMap {
-    luns: BTreeMap<u64, Arc<LogicalUnit>>,
+    luns: RwLock<BTreeMap<u64, Arc<LogicalUnit>>>,
+    /// Target ports announced so far, given to units added later.
+    ports: Mutex<Vec<TargetPort>>,
 }
 
 impl LunMap {
@@ -580,19 +587,36 @@ impl LunMap {
         LunMap::default()
     }
 
-    /// Maps `lun` (the plain number, 0..16383) to a logical unit.
-    pub fn insert(&mut self, lun: u64, lu: Arc<LogicalUnit>) {
-        self.luns.insert(lun, lu);
+    /// Maps `lun` (the plain number, 0..16383) to a logical unit, which
+    /// learns the target ports already announced. Replaces (and returns)
+    /// the unit mapped there before. Callers that change the map of a
+    /// running target follow with [`LunMap::notify_luns_changed`].
+    pub fn insert(&self, lun: u64, lu: Arc<LogicalUnit>) -> Option<Arc<LogicalUnit>> {
+        for p in self.ports.lock().iter() {
+            lu.alua.saw(p);
+        }
+        self.luns.write().insert(lun, lu)
+    }
+
+    /// Unmaps `lun`; commands already running on it finish on the unit
+    /// they hold.
+    pub fn remove(&self, lun: u64) -> Option<Arc<LogicalUnit>> {
+        self.luns.write().remove(&lun)
     }
 
     /// The logical unit at `lun`, if mapped.
-    pub fn get(&self, lun: u64) -> Option<&Arc<LogicalUnit>> {
-        self.luns.get(&lun)
+    pub fn get(&self, lun: u64) -> Option<Arc<LogicalUnit>> {
+        self.luns.read().get(&lun).cloned()
     }
 
-    /// Mapped LUN numbers in ascending order.
-    pub fn luns(&self) -> impl Iterator<Item = u64> + '_ {
-        self.luns.keys().copied()
+    /// Mapped LUN numbers in ascending order (at the time of the call).
+    pub fn luns(&self) -> impl Iterator<Item = u64> {
+        self.luns.read().keys().copied().collect::<Vec<_>>().into_iter()
+    }
+
+    /// Every mapped unit (at the time of the call).
+    fn units(&self) -> Vec<Arc<LogicalUnit>> {
+        self.luns.read().values().cloned().collect()
     }
 
     /// The number of Data-Out bytes the CDB asks for, so the transport knows
@@ -680,7 +704,7 @@ impl LunMap {
     /// Registers a nexus with every logical unit (no unit attention
     /// pending), so that later resets and changes reach it.
     pub fn register_nexus(&self, nexus: &Nexus) {
-        for lu in self.luns.values() {
+        for lu in self.units() {
             lu.register_nexus(nexus);
         }
     }
@@ -689,14 +713,20 @@ impl LunMap {
     /// is reachable (REPORT TARGET PORT GROUPS lists its group even before
     /// a session arrives through it).
     pub fn add_target_port(&self, port: &TargetPort) {
-        for lu in self.luns.values() {
+        {
+            let mut ports = self.ports.lock();
+            if !ports.contains(port) {
+                ports.push(port.clone());
+            }
+        }
+        for lu in self.units() {
             lu.alua.saw(port);
         }
     }
 
     /// The I_T nexus `nexus_id` is gone: drop its per-LU state.
     pub fn nexus_lost(&self, nexus_id: u64) {
-        for lu in self.luns.values() {
+        for lu in self.units() {
             lu.nexus_lost(nexus_id);
         }
     }
@@ -714,7 +744,7 @@ impl LunMap {
 
     /// TARGET WARM RESET or TARGET COLD RESET: every logical unit resets.
     pub fn target_reset(&self, kind: ResetKind, issuing: &Nexus) {
-        for lu in self.luns.values() {
+        for lu in self.units() {
             lu.reset(kind, issuing);
         }
     }
@@ -734,7 +764,7 @@ impl LunMap {
     /// The set of LUNs changed: REPORTED LUNS DATA HAS CHANGED for every
     /// nexus known to any logical unit.
     pub fn notify_luns_changed(&self) {
-        for lu in self.luns.values() {
+        for lu in self.units() {
             lu.state
                 .lock()
                 .ua

@@ -7,12 +7,19 @@ use super::{encode_lun, Ctx, LunMap, Reply, ScsiResult};
 
 pub fn report_luns(ctx: &Ctx<'_>, select: u8, alloc: u32) -> ScsiResult {
     let reply = build(ctx.map, select, alloc)?;
-    // Reporting the LUN inventory clears the condition that says it changed.
+    // Reporting the LUN inventory clears the condition that says it
+    // changed for this I_T nexus, on every logical unit of the target: the
+    // initiator now knows the new inventory.
     ctx.lu
         .state
         .lock()
         .ua
         .clear(ctx.nexus.id, REPORTED_LUNS_CHANGED);
+    for lun in ctx.map.luns() {
+        if let Some(lu) = ctx.map.get(lun) {
+            lu.state.lock().ua.clear(ctx.nexus.id, REPORTED_LUNS_CHANGED);
+        }
+    }
     Ok(reply)
 }
 
