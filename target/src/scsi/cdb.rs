@@ -54,6 +54,10 @@ pub mod op {
     pub const RELEASE_10: u8 = 0x57;
     pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
     pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
+    /// THIRD-PARTY COPY OUT: EXTENDED COPY, POPULATE TOKEN, WRITE USING TOKEN.
+    pub const THIRD_PARTY_COPY_OUT: u8 = 0x83;
+    /// THIRD-PARTY COPY IN: RECEIVE COPY RESULTS, RECEIVE ROD TOKEN INFORMATION.
+    pub const THIRD_PARTY_COPY_IN: u8 = 0x84;
 
     /// SERVICE ACTION IN (16) service actions.
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
@@ -62,6 +66,14 @@ pub mod op {
     pub const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
     /// MAINTENANCE IN service action REPORT TARGET PORT GROUPS.
     pub const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
+    /// THIRD-PARTY COPY OUT service actions.
+    pub const SA_EXTENDED_COPY_LID1: u8 = 0x00;
+    pub const SA_POPULATE_TOKEN: u8 = 0x10;
+    pub const SA_WRITE_USING_TOKEN: u8 = 0x11;
+    /// THIRD-PARTY COPY IN service actions.
+    pub const SA_COPY_STATUS_LID1: u8 = 0x00;
+    pub const SA_OPERATING_PARAMETERS: u8 = 0x03;
+    pub const SA_RECEIVE_ROD_TOKEN_INFORMATION: u8 = 0x07;
 }
 
 /// Which CDB size a read/write-family command came in.
@@ -239,6 +251,34 @@ pub enum Cdb {
     /// SPC-2 RELEASE (6) / (10).
     Release {
         ten: bool,
+    },
+    /// EXTENDED COPY (LID1); `len` is the parameter list length.
+    ExtendedCopy {
+        len: u32,
+    },
+    /// POPULATE TOKEN; `len` is the parameter list length.
+    PopulateToken {
+        list_id: u32,
+        len: u32,
+    },
+    /// WRITE USING TOKEN; `len` is the parameter list length.
+    WriteUsingToken {
+        list_id: u32,
+        len: u32,
+    },
+    /// RECEIVE COPY RESULTS, COPY STATUS (LID1).
+    ReceiveCopyStatus {
+        list_id: u8,
+        alloc: u32,
+    },
+    /// RECEIVE COPY RESULTS, OPERATING PARAMETERS.
+    ReceiveCopyOperatingParameters {
+        alloc: u32,
+    },
+    /// RECEIVE ROD TOKEN INFORMATION.
+    ReceiveRodTokenInformation {
+        list_id: u32,
+        alloc: u32,
     },
 }
 
@@ -594,6 +634,31 @@ pub fn decode(cdb: &[u8]) -> Result<Cdb, Sense> {
                 Cdb::Release { ten }
             }
         }
+        op::THIRD_PARTY_COPY_OUT => {
+            let len = be32(&b[10..]);
+            let list_id = be32(&b[6..]);
+            match b[1] & 0x1F {
+                op::SA_EXTENDED_COPY_LID1 => Cdb::ExtendedCopy { len },
+                op::SA_POPULATE_TOKEN => Cdb::PopulateToken { list_id, len },
+                op::SA_WRITE_USING_TOKEN => Cdb::WriteUsingToken { list_id, len },
+                _ => return Err(Sense::invalid_cdb_field(1, Some(4))),
+            }
+        }
+        op::THIRD_PARTY_COPY_IN => {
+            let alloc = be32(&b[10..]);
+            match b[1] & 0x1F {
+                op::SA_COPY_STATUS_LID1 => Cdb::ReceiveCopyStatus {
+                    list_id: b[2],
+                    alloc,
+                },
+                op::SA_OPERATING_PARAMETERS => Cdb::ReceiveCopyOperatingParameters { alloc },
+                op::SA_RECEIVE_ROD_TOKEN_INFORMATION => Cdb::ReceiveRodTokenInformation {
+                    list_id: be32(&b[2..]),
+                    alloc,
+                },
+                _ => return Err(Sense::invalid_cdb_field(1, Some(4))),
+            }
+        }
         _ => return Err(Sense::invalid_opcode()),
     };
     // NACA is not supported (SAM-5 5.9.1.2); the obsolete LINK bit neither.
@@ -663,6 +728,40 @@ mod tests {
         assert_eq!(decode(&[0x02]).unwrap_err(), Sense::invalid_opcode());
         // Short CDBs decode with zeros.
         assert_eq!(decode(&[0x00]).unwrap(), Cdb::TestUnitReady);
+    }
+
+    #[test]
+    fn third_party_copy_service_actions() {
+        let mut c = [0u8; 16];
+        c[0] = 0x83;
+        c[13] = 44;
+        assert_eq!(decode(&c).unwrap(), Cdb::ExtendedCopy { len: 44 });
+        c[1] = 0x10;
+        c[9] = 7;
+        assert_eq!(
+            decode(&c).unwrap(),
+            Cdb::PopulateToken {
+                list_id: 7,
+                len: 44
+            }
+        );
+        c[1] = 0x01; // EXTENDED COPY (LID4) is not implemented
+        let e = decode(&c).unwrap_err();
+        assert_eq!((e.asc, e.field.unwrap().byte), (0x24, 1));
+        let mut c = [0u8; 16];
+        c[0] = 0x84;
+        c[1] = 0x07;
+        c[5] = 9;
+        c[13] = 0xFF;
+        assert_eq!(
+            decode(&c).unwrap(),
+            Cdb::ReceiveRodTokenInformation {
+                list_id: 9,
+                alloc: 255
+            }
+        );
+        c[1] = 0x01; // RECEIVE DATA: no held data
+        assert_eq!(decode(&c).unwrap_err().asc, 0x24);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! INQUIRY (SPC-4 6.6): standard data and the VPD pages 00h, 80h, 83h, B0h,
-//! B1h and B2h.
+//! INQUIRY (SPC-4 6.6): standard data and the VPD pages 00h, 80h, 83h, 8Fh
+//! (built by `third_party_vpd`), B0h, B1h and B2h.
 
 use super::atomic::{max_atomic_blocks, max_compare_and_write_blocks};
 use super::sanitize;
@@ -10,7 +10,7 @@ use super::{
 };
 
 /// VPD pages we serve, ascending.
-pub const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+pub const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
 
 /// Version descriptors: SAM-5, iSCSI (RFC 7143 family), SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
@@ -23,6 +23,7 @@ pub fn inquiry(ctx: &Ctx<'_>, evpd: bool, page: u8, alloc: u32) -> ScsiResult {
         0x00 => vpd(0x00, VPD_PAGES.to_vec()),
         0x80 => vpd(0x80, ascii(&ctx.lu.identity.serial)),
         0x83 => vpd(0x83, device_identification(ctx)),
+        0x8F => vpd(0x8F, super::third_party_vpd::page(ctx)),
         0xB0 => vpd(0xB0, block_limits(ctx)),
         0xB1 => vpd(0xB1, characteristics(ctx)),
         0xB2 => vpd(0xB2, provisioning(ctx)),
@@ -54,7 +55,9 @@ fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HISUP, response data format 2
     d[4] = (d.len() - 5) as u8;
-    d[5] = 0x10; // TPGS 01b: implicit ALUA only; no SCCS, ACC, 3PC, PROTECT
+    // TPGS 01b: implicit ALUA only; 3PC: third-party copy (EXTENDED COPY,
+    // ROD tokens); no SCCS, ACC, PROTECT.
+    d[5] = 0x10 | 0x08;
     d[6] = 0x00;
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&padded(&id.vendor, 8));
@@ -95,6 +98,14 @@ fn name_string(s: &str) -> Vec<u8> {
     v
 }
 
+/// The T10 vendor ID based designator of a logical unit (VPD 83h).
+pub(crate) fn t10_vendor_designator(id: &super::LuIdentity) -> Vec<u8> {
+    let mut t10 = padded(&id.vendor, 8);
+    t10.extend_from_slice(&ascii(&id.serial));
+    t10.truncate(252);
+    t10
+}
+
 fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
     let id = &ctx.lu.identity;
     let port = &ctx.nexus.target_port;
@@ -102,10 +113,7 @@ fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
     // Logical unit: NAA IEEE Registered Extended (binary, type 3).
     designator(&mut d, 0x01, 0x03, &id.naa);
     // Logical unit: T10 vendor ID based (ASCII, type 1).
-    let mut t10 = padded(&id.vendor, 8);
-    t10.extend_from_slice(&ascii(&id.serial));
-    t10.truncate(252);
-    designator(&mut d, 0x02, 0x01, &t10);
+    designator(&mut d, 0x02, 0x01, &t10_vendor_designator(id));
     // Target port: relative target port (iSCSI, binary, PIV, assoc 1, type 4).
     let mut rel = [0u8; 4];
     rel[2..].copy_from_slice(&port.relative_port_id.to_be_bytes());
@@ -211,10 +219,10 @@ mod tests {
         let o = t.run(&[0x12, 1, 0x00, 0, 255, 0]);
         assert_eq!(
             &o.data_in[..],
-            &[0, 0, 0, 6, 0, 0x80, 0x83, 0xB0, 0xB1, 0xB2]
+            &[0, 0, 0, 7, 0, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]
         );
-        for p in [0x80u8, 0x83, 0xB0, 0xB1, 0xB2] {
-            let o = t.run(&[0x12, 1, p, 0x01, 0, 0]);
+        for p in [0x80u8, 0x83, 0x8F, 0xB0, 0xB1, 0xB2] {
+            let o = t.run(&[0x12, 1, p, 0x02, 0, 0]);
             assert_eq!(o.status, 0, "page {p:x}");
             let len = u16::from_be_bytes([o.data_in[2], o.data_in[3]]) as usize;
             assert_eq!(len + 4, o.data_in.len(), "page {p:x}");

@@ -22,15 +22,18 @@
 //!   reservation lets through), `persist` (the PR state file),
 //!   [`transport_id`] (I_T nexus identities and iSCSI TransportIDs).
 //!
-//! Commands: TEST UNIT READY, INQUIRY (standard; VPD 00h, 80h, 83h, B0h,
-//! B1h, B2h), REQUEST SENSE, REPORT LUNS, REPORT SUPPORTED OPERATION CODES,
+//! Commands: TEST UNIT READY, INQUIRY (standard; VPD 00h, 80h, 83h, 8Fh,
+//! B0h, B1h, B2h), REQUEST SENSE, REPORT LUNS, REPORT SUPPORTED OPERATION CODES,
 //! MODE SENSE / MODE SELECT (6, 10), START STOP UNIT, PREVENT ALLOW MEDIUM
 //! REMOVAL, READ CAPACITY (10, 16), READ / WRITE (6, 10, 12, 16), WRITE AND
 //! VERIFY / VERIFY (10, 12, 16), SYNCHRONIZE CACHE (10, 16), WRITE SAME
 //! (10, 16), UNMAP, GET LBA STATUS, COMPARE AND WRITE, ORWRITE (16), WRITE
 //! ATOMIC (16), PRE-FETCH (10, 16), READ DEFECT DATA (10, 12), SANITIZE
 //! (when allowed), REPORT TARGET PORT GROUPS, PERSISTENT RESERVE IN / OUT,
-//! RESERVE / RELEASE (6, 10). Anything else: INVALID COMMAND OPERATION
+//! RESERVE / RELEASE (6, 10), EXTENDED COPY (LID1), RECEIVE COPY RESULTS
+//! (COPY STATUS, OPERATING PARAMETERS), POPULATE TOKEN, WRITE USING TOKEN,
+//! RECEIVE ROD TOKEN INFORMATION (`xcopy`, `rod_token`, `block_copy`,
+//! `copy_domain`). Anything else: INVALID COMMAND OPERATION
 //! CODE.
 //!
 //! ## What the transport calls
@@ -65,8 +68,10 @@ use parking_lot::{Mutex, RwLock};
 
 mod alua;
 mod atomic;
+pub mod block_copy;
 mod capacity;
 pub mod cdb;
+pub mod copy_domain;
 mod inquiry;
 pub mod mem;
 mod mode;
@@ -77,13 +82,18 @@ pub mod range_lock;
 mod report_luns;
 mod request_sense;
 mod reservation;
+pub mod rod_token;
 mod rw;
 mod sanitize;
 mod sbc_misc;
 pub mod sense;
+mod third_party_vpd;
 pub mod transport_id;
 pub mod unit_attention;
+pub mod xcopy;
 
+#[cfg(test)]
+mod copy_offload_tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -252,6 +262,9 @@ pub struct LogicalUnit {
     pub(crate) sanitize: sanitize::SanitizeState,
     /// SPC-2 and persistent reservations.
     pub(crate) reservations: reservation::Reservations,
+    /// Copy operation results held for RECEIVE COPY RESULTS / RECEIVE ROD
+    /// TOKEN INFORMATION, per nexus.
+    pub(crate) copy_results: xcopy::CopyResults,
 }
 
 impl std::fmt::Debug for LogicalUnit {
@@ -327,6 +340,7 @@ impl LogicalUnit {
             alua: alua::PortGroups::default(),
             sanitize: sanitize::SanitizeState::default(),
             reservations,
+            copy_results: xcopy::CopyResults::default(),
         }
     }
 
@@ -353,6 +367,7 @@ impl LogicalUnit {
         st.prevent.remove(&nexus_id);
         drop(st);
         self.reservations.nexus_lost(nexus_id);
+        self.copy_results.nexus_lost(nexus_id);
     }
 
     /// A task-management reset reached this logical unit: mode parameters
@@ -521,6 +536,22 @@ impl LogicalUnit {
                         alloc,
                     } => sbc_misc::read_defect_data(twelve, plist, glist, format, alloc),
                     Cdb::Sanitize { sa, len, .. } => sanitize::sanitize(ctx, sa, len),
+                    Cdb::ExtendedCopy { len } => xcopy::extended_copy(ctx, len),
+                    Cdb::ReceiveCopyStatus { list_id, alloc } => {
+                        xcopy::copy_status(ctx, list_id, alloc)
+                    }
+                    Cdb::ReceiveCopyOperatingParameters { alloc } => {
+                        xcopy::operating_parameters(alloc)
+                    }
+                    Cdb::PopulateToken { list_id, len } => {
+                        rod_token::populate_token(ctx, list_id, len)
+                    }
+                    Cdb::WriteUsingToken { list_id, len } => {
+                        rod_token::write_using_token(ctx, list_id, len)
+                    }
+                    Cdb::ReceiveRodTokenInformation { list_id, alloc } => {
+                        rod_token::receive_rod_token_information(ctx, list_id, alloc)
+                    }
                     _ => rw::execute(ctx, other),
                 }
             }
@@ -579,6 +610,9 @@ pub struct LunMap {
     luns: RwLock<BTreeMap<u64, Arc<LogicalUnit>>>,
     /// Target ports announced so far, given to units added later.
     ports: Mutex<Vec<TargetPort>>,
+    /// Where copy operations find their targets and ROD tokens (see
+    /// [`LunMap::join_copy_domain`]).
+    copy_domain: std::sync::OnceLock<Arc<copy_domain::CopyDomain>>,
 }
 
 impl LunMap {
@@ -595,13 +629,57 @@ impl LunMap {
         for p in self.ports.lock().iter() {
             lu.alua.saw(p);
         }
-        self.luns.write().insert(lun, lu)
+        if let Some(d) = self.copy_domain.get() {
+            d.add(&lu);
+        }
+        let old = self.luns.write().insert(lun, lu);
+        if let (Some(d), Some(o)) = (self.copy_domain.get(), &old) {
+            d.remove(o);
+        }
+        old
+    }
+
+    /// Makes this map's logical units (and those inserted later) part of
+    /// `domain`, and has copy operations arriving through this map look
+    /// their targets up there (a server gives every target the same
+    /// domain, so copies may go between targets). A map that never joins
+    /// one uses a domain of its own LUNs; joining after that first use only
+    /// adds the LUNs to `domain`.
+    pub fn join_copy_domain(&self, domain: &Arc<copy_domain::CopyDomain>) {
+        let _ = self.copy_domain.set(domain.clone());
+        for lu in self.units() {
+            domain.add(&lu);
+        }
+    }
+
+    /// The copy domain of this map.
+    pub fn copy_domain(&self) -> &Arc<copy_domain::CopyDomain> {
+        self.copy_domain.get_or_init(|| {
+            let d = copy_domain::CopyDomain::new();
+            for lu in self.units() {
+                d.add(&lu);
+            }
+            d
+        })
+    }
+
+    /// The shared handle of a logical unit of this map.
+    pub(crate) fn arc_of(&self, lu: &LogicalUnit) -> Option<Arc<LogicalUnit>> {
+        self.luns
+            .read()
+            .values()
+            .find(|a| std::ptr::eq(a.as_ref(), lu))
+            .cloned()
     }
 
     /// Unmaps `lun`; commands already running on it finish on the unit
     /// they hold.
     pub fn remove(&self, lun: u64) -> Option<Arc<LogicalUnit>> {
-        self.luns.write().remove(&lun)
+        let old = self.luns.write().remove(&lun);
+        if let (Some(d), Some(o)) = (self.copy_domain.get(), &old) {
+            d.remove(o);
+        }
+        old
     }
 
     /// The logical unit at `lun`, if mapped.
@@ -634,6 +712,9 @@ impl LunMap {
             Cdb::CompareAndWrite { blocks, .. } => 2 * blocks as u64 * bs,
             Cdb::Sanitize { len, .. } => len as u64,
             Cdb::PersistentReserveOut { len, .. } => len as u64,
+            Cdb::ExtendedCopy { len }
+            | Cdb::PopulateToken { len, .. }
+            | Cdb::WriteUsingToken { len, .. } => len as u64,
             Cdb::Verify { blocks, bytchk, .. } => match bytchk {
                 1 => blocks as u64 * bs,
                 3 if blocks > 0 => bs,
@@ -1036,7 +1117,7 @@ mod tests {
         let ops = [
             0x00u8, 0x03, 0x08, 0x0A, 0x12, 0x15, 0x1A, 0x1B, 0x1E, 0x25, 0x28, 0x2A, 0x2E, 0x2F,
             0x35, 0x41, 0x42, 0x55, 0x5A, 0x88, 0x8A, 0x8E, 0x8F, 0x91, 0x93, 0x9E, 0xA0, 0xA3,
-            0xA8, 0xAA, 0xAE, 0xAF, 0x34, 0x37, 0x48, 0x89, 0x8B, 0x90, 0x9C, 0xB7,
+            0xA8, 0xAA, 0xAE, 0xAF, 0x34, 0x37, 0x48, 0x89, 0x8B, 0x90, 0x9C, 0xB7, 0x83, 0x84,
         ];
         for i in 0..20_000 {
             let len = (next() % 18) as usize;

@@ -210,6 +210,58 @@ pub static SUPPORTED: &[Descriptor] = &[
         &[0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05],
         10,
     ),
+    // THIRD-PARTY COPY OUT: EXTENDED COPY (LID1), POPULATE TOKEN, WRITE
+    // USING TOKEN (the list identifier and parameter list length).
+    d(
+        0x83,
+        Some(0x00),
+        &[
+            0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05,
+        ],
+        300,
+    ),
+    d(
+        0x83,
+        Some(0x10),
+        &[
+            0x83, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05,
+        ],
+        60,
+    ),
+    d(
+        0x83,
+        Some(0x11),
+        &[
+            0x83, 0x11, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05,
+        ],
+        300,
+    ),
+    // THIRD-PARTY COPY IN: RECEIVE COPY RESULTS (COPY STATUS, OPERATING
+    // PARAMETERS), RECEIVE ROD TOKEN INFORMATION.
+    d(
+        0x84,
+        Some(0x00),
+        &[
+            0x84, 0x00, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05,
+        ],
+        10,
+    ),
+    d(
+        0x84,
+        Some(0x03),
+        &[
+            0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05,
+        ],
+        10,
+    ),
+    d(
+        0x84,
+        Some(0x07),
+        &[
+            0x84, 0x07, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05,
+        ],
+        10,
+    ),
     d(
         0x88,
         None,

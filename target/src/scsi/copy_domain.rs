@@ -1,0 +1,118 @@
+//! The copy domain: every logical unit a copy manager can reach, found by
+//! the designator an initiator names it with (EXTENDED COPY's
+//! identification CSCD descriptor, the source inside a ROD token), and the
+//! ROD tokens created in it.
+//!
+//! A server shares one domain between all its targets
+//! ([`super::LunMap::join_copy_domain`]), so a copy may go from a LUN of one
+//! target to a LUN of another. A map that never joined one uses a domain of
+//! its own LUNs.
+
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
+
+use super::inquiry::t10_vendor_designator;
+use super::rod_token::TokenStore;
+use super::LogicalUnit;
+
+/// Designator types (SPC-4 table 481) a copy target may be named by.
+pub mod designator_type {
+    pub const T10_VENDOR_ID: u8 = 0x1;
+    pub const NAA: u8 = 0x3;
+}
+
+/// A designation descriptor naming a logical unit (SPC-4 7.8.6.1): its
+/// code set, designator type and value (association is always "logical
+/// unit").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Designator {
+    pub code_set: u8,
+    pub kind: u8,
+    pub value: Vec<u8>,
+}
+
+impl Designator {
+    /// The NAA designator VPD page 83h reports for `lu`.
+    pub fn naa_of(lu: &LogicalUnit) -> Designator {
+        Designator {
+            code_set: 0x1,
+            kind: designator_type::NAA,
+            value: lu.identity.naa.to_vec(),
+        }
+    }
+
+    /// Whether this names `lu`: the NAA or the T10 vendor ID designator
+    /// that VPD page 83h reports for it.
+    pub fn names(&self, lu: &LogicalUnit) -> bool {
+        match self.kind {
+            designator_type::NAA => self.value == lu.identity.naa,
+            designator_type::T10_VENDOR_ID => self.value == t10_vendor_designator(&lu.identity),
+            _ => false,
+        }
+    }
+}
+
+/// Logical units reachable by copy operations, and the ROD tokens.
+#[derive(Default)]
+pub struct CopyDomain {
+    units: RwLock<Vec<Weak<LogicalUnit>>>,
+    pub(crate) tokens: TokenStore,
+}
+
+impl std::fmt::Debug for CopyDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyDomain")
+            .field("units", &self.units.read().len())
+            .finish()
+    }
+}
+
+impl CopyDomain {
+    /// An empty domain.
+    pub fn new() -> Arc<CopyDomain> {
+        Arc::new(CopyDomain::default())
+    }
+
+    /// Makes `lu` reachable as a copy source or destination.
+    pub fn add(&self, lu: &Arc<LogicalUnit>) {
+        let mut units = self.units.write();
+        units.retain(|u| u.strong_count() > 0);
+        if !units
+            .iter()
+            .any(|u| std::ptr::eq(u.as_ptr(), Arc::as_ptr(lu)))
+        {
+            units.push(Arc::downgrade(lu));
+        }
+    }
+
+    /// Takes `lu` out of the domain (it was unmapped).
+    pub fn remove(&self, lu: &Arc<LogicalUnit>) {
+        self.units
+            .write()
+            .retain(|u| u.strong_count() > 0 && !std::ptr::eq(u.as_ptr(), Arc::as_ptr(lu)));
+    }
+
+    /// The logical unit `designator` names, if it is in the domain.
+    pub fn find(&self, designator: &Designator) -> Option<Arc<LogicalUnit>> {
+        self.units
+            .read()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|lu| designator.names(lu))
+    }
+
+    /// Number of logical units in the domain.
+    pub fn len(&self) -> usize {
+        self.units
+            .read()
+            .iter()
+            .filter(|u| u.strong_count() > 0)
+            .count()
+    }
+
+    /// Whether the domain holds no logical unit.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
