@@ -32,6 +32,13 @@
 #                 removes it when the target lacks COMPARE AND WRITE, so every
 #                 later 16-byte-CDB test in the same process fails spuriously.
 #                 It only bites on thin-provisioned LUs (LBPME=1) without CAW.
+#                 Sanitize.Reservations is moved after it, last of all: when a
+#                 second (multipath) URL is given, libiscsi 1.19 takes its
+#                 RESERVE6 on that long-lived second session and never releases
+#                 it, so every later test that touches the medium from the first
+#                 session meets RESERVATION CONFLICT, as SPC-2 requires (the
+#                 SANITIZE of Sanitize.Reset, which follows it in --list order,
+#                 first of all).
 #
 # Counting rules (iscsi-test-cu reports a skip as a CUnit *pass* with a
 # "[SKIPPED]" message, so CUnit's own "Passed" figure includes skips):
@@ -63,8 +70,16 @@ testsel=$TESTS
 if [ "$CAW_LAST" = 1 ] && [[ "$TESTS" =~ ^(ALL|SCSI|LINUX)$ ]]; then
   # The test-list file keeps the suites in --list order, CompareAndWrite moved last.
   "$ISCSI_TEST_CU" --list | grep -E "^${TESTS}\.[^.]+\$" > "$OUT_DIR/tests.all"
-  { grep -v "^${TESTS}\.CompareAndWrite\$" "$OUT_DIR/tests.all" || true
-    grep "^${TESTS}\.CompareAndWrite\$" "$OUT_DIR/tests.all" || true; } > "$OUT_DIR/tests.list"
+  # Sanitize.Reservations runs last of all (its suite's other tests stay in place).
+  { while read -r suite; do
+      case "$suite" in
+        "${TESTS}.CompareAndWrite") ;;
+        "${TESTS}.Sanitize") "$ISCSI_TEST_CU" --list | grep -E "^${TESTS}\.Sanitize\.[^.]+\$" | grep -v '\.Reservations$' || true ;;
+        *) echo "$suite" ;;
+      esac
+    done < "$OUT_DIR/tests.all"
+    grep "^${TESTS}\.CompareAndWrite\$" "$OUT_DIR/tests.all" || true
+    grep -q "^${TESTS}\.Sanitize\$" "$OUT_DIR/tests.all" && echo "${TESTS}.Sanitize.Reservations"; } > "$OUT_DIR/tests.list"
   testsel=$OUT_DIR/tests.list
 fi
 args=(-t "$testsel")

@@ -33,6 +33,7 @@
 //! snapshot = "lun0-s1"   # optional: serve this snapshot instead, read-only
 //! path = "/srv/lun0.img" # optional: serve a plain file or block device instead of a pool volume
 //! block_size = 512       # optional: 512 or 4096
+//! physical_block_size = 4096  # optional: reported physical block size (default: block_size)
 //! read_only = false      # optional
 //! removable = false      # optional
 //! ```
@@ -145,6 +146,10 @@ pub struct LunConfig {
     pub snapshot: Option<String>,
     #[serde(default = "default_block_size")]
     pub block_size: u32,
+    /// The physical block size reported to initiators (READ CAPACITY (16)
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT), so they align I/O.
+    #[serde(default)]
+    pub physical_block_size: Option<u32>,
     #[serde(default)]
     pub read_only: bool,
     #[serde(default)]
@@ -153,6 +158,18 @@ pub struct LunConfig {
 
 fn default_block_size() -> u32 {
     512
+}
+
+impl LunConfig {
+    /// log2(physical block / logical block): the configured physical block
+    /// size, or one logical block.
+    pub fn physical_block_exponent(&self) -> u8 {
+        let pbs = self
+            .physical_block_size
+            .unwrap_or(self.block_size)
+            .max(self.block_size);
+        (pbs / self.block_size.max(1)).trailing_zeros() as u8
+    }
 }
 
 /// The default target's name.
@@ -194,6 +211,7 @@ impl Config {
                     volume: None,
                     snapshot: None,
                     block_size: 512,
+                    physical_block_size: None,
                     read_only: false,
                     removable: false,
                 }],
@@ -329,6 +347,18 @@ impl Config {
                         lf("block_size"),
                         format!("{} is not 512 or 4096", l.block_size),
                     ));
+                }
+                if let Some(pbs) = l.physical_block_size {
+                    if pbs < l.block_size || !pbs.is_power_of_two() || pbs / l.block_size > 1 << 15
+                    {
+                        return Err(err(
+                            lf("physical_block_size"),
+                            format!(
+                                "{pbs} is not a power of two from block_size ({}) up to 2^15 blocks",
+                                l.block_size
+                            ),
+                        ));
+                    }
                 }
                 if l.path.is_some()
                     && (l.pool.is_some() || l.volume.is_some() || l.snapshot.is_some())

@@ -1,6 +1,7 @@
 //! `ironlun`: the daemon (`ironlun serve`) and the offline CLI.
 
 mod config;
+mod fault;
 mod exposure;
 mod offline;
 mod serve;

@@ -89,6 +89,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (engine, pool_names) = open_engine(&cfg, &mut pools)?;
     engine.set_copy_delay(Duration::from_millis(args.replication_copy_delay_ms));
     let cim_config = cim_config(&args, &cfg, &data_dir)?;
+    if let Some(d) = crate::fault::backend_delay() {
+        tracing::warn!(delay_ms = d.as_millis() as u64, "{} is set: every LUN's backend is slowed down (a test aid)", crate::fault::BACKEND_DELAY_ENV);
+    }
     let mut entries = Vec::new();
     // Copy offload (EXTENDED COPY, ROD tokens) reaches every LUN served.
     let copy_domain = ironlun_target::scsi::copy_domain::CopyDomain::new();
@@ -432,6 +435,7 @@ fn build_target(
         let (device, what, element) = lun_device(t, l, pools, engine)
             .with_context(|| format!("target {} LUN {}", t.iqn, l.id))?;
         elements.extend(element);
+        let device = crate::fault::maybe_slow(device);
         let g = device.geometry();
         let device_read_only = device.read_only();
         info!(target = %t.iqn, lun = l.id, backing = %what,
@@ -445,6 +449,7 @@ fn build_target(
                 removable: l.removable,
                 allow_sanitize,
                 sanitize_overwrite_rate,
+                physical_block_exponent: l.physical_block_exponent(),
                 state_dir: Some(pools.data_dir.join("state").join(format!(
                     "{}-lun{}",
                     file_stem(&t.iqn),

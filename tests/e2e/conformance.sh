@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# conformance.sh - libiscsi's conformance suite (iscsi-test-cu --dataloss) against the default target.
+# conformance.sh - libiscsi's conformance suite (iscsi-test-cu --dataloss --allow-sanitize) against ironlun.
 #
-# Required (each suite is one check; any failed test fails it): the whole iSCSI family and the SCSI
-# suites listed in REQUIRED_SUITES below.  Then, on a fresh server, the full ALL suite once in an
-# informational mode: its counts go to $OUT/ALL-counts.txt and are printed as INFO lines, but do not
-# fail the run (the zero-failure bar for ALL is a later issue).  Set CONFORMANCE_ALL=0 to skip that.
+# 1. ALL (every SCSI and iSCSI suite of this libiscsi) against the default thin LUN, with the same URL
+#    twice so the MultipathIO tests run.  Every suite is one check: any failed test fails it, and so
+#    does any skipped test, except the skips whose precondition is another LUN configuration
+#    (removable medium, write protection, more than one logical block per physical block).  The
+#    suites in REQUIRED_SUITES must also have at least one test that passed.
+# 2. Those other configurations, on a second server with a config file: a LUN with 4096-byte physical
+#    blocks (the tests that need LBPPB > 1), a read-only LUN (ALL.ReadOnly) and a removable one
+#    (ALL.PreventAllow, ALL.StartStopUnit, ALL.NoMedia): zero failed and zero skipped.
 #
-# Env: E2E_PORT [3312], CONFORMANCE_ALL [1], CONFORMANCE_TIMEOUT [900] (seconds per iscsi-test-cu run),
-#      and see lib.sh.
+# Env: E2E_PORT [3312], CONFORMANCE_TIMEOUT [1200] (seconds per iscsi-test-cu run), and see lib.sh.
+# With E2E_SERVER=tgt (to validate the checks) step 2 is reported as skipped: it needs ironlun's config.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -18,7 +22,7 @@ PORT=${E2E_PORT:-3312}
 RUN="$REPO/scripts/iscsi-test-cu-run.sh"
 # iscsi-test-cu runs with --allow-sanitize; ironlun only accepts SANITIZE when told so
 export IRONLUN_EXTRA_ARGS="${IRONLUN_EXTRA_ARGS:---allow-sanitize}"
-TMO=${CONFORMANCE_TIMEOUT:-900}
+TMO=${CONFORMANCE_TIMEOUT:-1200}
 
 REQUIRED_SUITES=(iSCSI.iSCSIcmdsn iSCSI.iSCSIdatasn iSCSI.iSCSIResiduals iSCSI.iSCSITMF
   SCSI.TestUnitReady SCSI.Inquiry SCSI.ReadCapacity10 SCSI.ReadCapacity16
@@ -30,50 +34,91 @@ REQUIRED_SUITES=(iSCSI.iSCSIcmdsn iSCSI.iSCSIdatasn iSCSI.iSCSIResiduals iSCSI.i
   SCSI.ReadDefectData10 SCSI.ReadDefectData12 SCSI.Reserve6
   SCSI.PrinReadKeys SCSI.PrinServiceactionRange SCSI.PrinReportCapabilities
   SCSI.ProutRegister SCSI.ProutReserve SCSI.ProutClear SCSI.ProutPreempt
-  SCSI.MultipathIO SCSI.CompareAndWrite)
+  SCSI.ExtendedCopy SCSI.ReceiveCopyResults
+  SCSI.Sanitize SCSI.MultipathIO SCSI.CompareAndWrite)
 # CompareAndWrite stays last: libiscsi 1.19's InvalidDataOutSize test leaves a
 # PDU-rewriting hook behind when it fails (see scripts/iscsi-test-cu-run.sh).
 # every suite of the iSCSI family that this libiscsi knows must be in the list above
 while read -r s; do
   printf '%s\n' "${REQUIRED_SUITES[@]}" | grep -qx "$s" || REQUIRED_SUITES+=("$s")
 done < <(timeout 30 iscsi-test-cu --list | grep -E '^iSCSI\.[^.]+$' || true)
-sel=$(IFS=,; echo "${REQUIRED_SUITES[*]}")
 
-server_start_default "$PORT" 32 || { e2e_finish; exit 1; }
-log "required suites: $sel"
-rrc=0
-TESTS="$sel" OUT_DIR="$OUT/required" TIMEOUT="$TMO" "$RUN" "$URL" "$E2E_SERVER-required" > "$OUT/required.summary" 2> "$OUT/required.stderr" || rrc=$?
-cat "$OUT/required.summary" >&2
-[ "$rrc" = 0 ] || fail "iscsi-test-cu required suites ran to completion" "runner rc=$rrc (3 = timeout after ${TMO}s or no parsable output), see $OUT/required"
-for s in "${REQUIRED_SUITES[@]}"; do
-  suite=${s#*.}
-  row=$(awk -F'\t' -v s="$suite" '$1 == s' "$OUT/required/suites.tsv" 2>/dev/null || true)
-  if [ -z "$row" ]; then fail "iscsi-test-cu $s" "no test of this suite ran"; continue; fi
-  IFS=$'\t' read -r _ total p f sk <<< "$row"
-  failed_tests=$(awk -F'\t' -v s="$suite" '$2 == s && $4 == "FAIL" {printf "%s ", $3}' "$OUT/required/results.tsv")
-  # a required command must be implemented: a test skipped because the target lacks it counts as failed
-  unimpl=$(awk -F'\t' -v s="$suite" '$2 == s && $4 == "SKIP" && tolower($6) ~ /not (implemented|supported)/ {printf "%s ", $3}' "$OUT/required/results.tsv")
-  if [ -n "$unimpl" ]; then fail "iscsi-test-cu $s" "skipped as not implemented: $unimpl($f failed $failed_tests)"
-  elif [ "$f" = 0 ] && [ "$p" -gt 0 ]; then pass "iscsi-test-cu $s" "$p passed, $sk skipped of $total"
-  elif [ "$f" = 0 ]; then fail "iscsi-test-cu $s" "no test passed: $sk skipped of $total"
-  else fail "iscsi-test-cu $s" "$f failed ($failed_tests), $p passed, $sk skipped of $total"; fi
-done
+# Skips allowed in step 1: the test needs a LUN configured otherwise, and step 2 runs it on one.
+OTHER_CONFIG_SKIP='Logical unit is not removable|Logical unit is not write-protected|Media is not removable|LBPPB < 2'
 
-if [ "${CONFORMANCE_ALL:-1}" = 1 ]; then
-  server_stop_one 0
-  if server_start_default "$((PORT))" 32; then
-    log "informational: ALL"
-    arc=0
-    TESTS=ALL OUT_DIR="$OUT/all" TIMEOUT="$TMO" "$RUN" "$URL" "$E2E_SERVER-ALL" > "$OUT/all.summary" 2> "$OUT/all.stderr" || arc=$?
-    {
-      echo "# iscsi-test-cu ALL against $E2E_SERVER ($URL), $(date -u +%Y-%m-%dT%H:%MZ), runner rc=$arc"
-      echo "# command: $(cat "$OUT/all/command.txt" 2>/dev/null)"
-      grep -E '^(family|total|passed)' "$OUT/all.summary" || true
-      echo "# per suite: suite total passed failed skipped"
-      cat "$OUT/all/suites.tsv" 2>/dev/null || true
-    } > "$OUT/ALL-counts.txt"
-    echo "INFO: conformance: ALL (informational, not a check): $(tail -n 1 "$OUT/all.summary" 2>/dev/null) runner rc=$arc; counts in $OUT/ALL-counts.txt"
-    kill -0 "$SRV_PID" 2>/dev/null || echo "INFO: conformance: the server died during ALL (see $OUT/ironlun*.log)"
+# suite_checks DIR LABEL ALLOWED_SKIP_REGEX [MUST_PASS_SUITE...]: one check per suite that ran.
+suite_checks() {
+  local dir="$1" label="$2" allowed="$3"; shift 3
+  local suite total p f sk failed_tests bad_skips
+  while IFS=$'\t' read -r suite total p f sk; do
+    failed_tests=$(awk -F'\t' -v s="$suite" '$2 == s && $4 == "FAIL" {printf "%s ", $3}' "$dir/results.tsv")
+    bad_skips=$(awk -F'\t' -v s="$suite" -v ok="$allowed" \
+      '$2 == s && $4 == "SKIP" && (ok == "" || $6 !~ ok) {printf "%s (%s) ", $3, $6}' "$dir/results.tsv")
+    if [ "$f" != 0 ]; then fail "iscsi-test-cu $label $suite" "$f failed ($failed_tests), $p passed, $sk skipped of $total"
+    elif [ -n "$bad_skips" ]; then fail "iscsi-test-cu $label $suite" "skipped without a configuration reason: $bad_skips"
+    else pass "iscsi-test-cu $label $suite" "$p passed, $sk skipped (other LUN configuration) of $total"; fi
+  done < "$dir/suites.tsv"
+  local s row
+  for s in "$@"; do
+    row=$(awk -F'\t' -v s="${s#*.}" '$1 == s && $3 > 0' "$dir/suites.tsv")
+    [ -n "$row" ] || fail "iscsi-test-cu $label $s has a passing test" "no test of this suite passed"
+  done
+}
+
+# run_suite NAME URL TESTS : runs iscsi-test-cu through the counting runner into $OUT/NAME.
+run_suite() {
+  local name="$1" url="$2" tests="$3" rc=0
+  log "$name: $tests against $url"
+  TESTS="$tests" OUT_DIR="$OUT/$name" TIMEOUT="$TMO" "$RUN" "$url" "$E2E_SERVER-$name" > "$OUT/$name.summary" 2> "$OUT/$name.stderr" || rc=$?
+  cat "$OUT/$name.summary" >&2
+  if [ "$rc" != 0 ] || [ ! -s "$OUT/$name/suites.tsv" ]; then
+    fail "iscsi-test-cu $name ran to completion" "runner rc=$rc (3 = timeout after ${TMO}s or no parsable output), see $OUT/$name"
+    return 1
   fi
+  kill -0 "$SRV_PID" 2>/dev/null || { fail "server alive after $name" "see $OUT/ironlun*.log"; return 1; }
+}
+
+# ---- 1. ALL on the default LUN
+server_start_default "$PORT" 32 || { e2e_finish; exit 1; }
+if run_suite all "$URL" ALL; then
+  suite_checks "$OUT/all" ALL "$OTHER_CONFIG_SKIP" "${REQUIRED_SUITES[@]}"
+  { echo "# iscsi-test-cu ALL against $E2E_SERVER ($URL), $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "# command: $(cat "$OUT/all/command.txt" 2>/dev/null)"
+    grep -E '^(family|total|passed)' "$OUT/all.summary" || true
+    echo "# per suite: suite total passed failed skipped"
+    cat "$OUT/all/suites.tsv"; } > "$OUT/ALL-counts.txt"
+  echo "INFO: conformance: ALL: $(tail -n 1 "$OUT/all.summary") (counts in $OUT/ALL-counts.txt)"
+fi
+server_stop_one 0
+
+# ---- 2. the other LUN configurations
+if [ "$E2E_SERVER" != ironlun ]; then
+  skip "iscsi-test-cu on read-only, removable and 4K-physical LUNs" "needs an ironlun config file (E2E_SERVER=$E2E_SERVER)"
+  e2e_finish; exit $?
+fi
+CIQN=iqn.2026-11.org.ironlun:luncfg
+cat > "$WORK/luncfg.toml" <<EOF
+[[target]]
+iqn = "$CIQN"
+portals = ["127.0.0.1:$PORT"]
+[[target.lun]]
+id = 0
+size = "256M"
+physical_block_size = 4096
+[[target.lun]]
+id = 1
+size = "64M"
+read_only = true
+[[target.lun]]
+id = 2
+size = "64M"
+removable = true
+EOF
+if IRONLUN_DATA="$WORK/luncfg-data" ironlun_start "$PORT" "$WORK/luncfg.toml"; then
+  CFG_URL=iscsi://127.0.0.1:$PORT/$CIQN
+  LBPPB_TESTS=ALL.WriteSame10.UnmapUnaligned,ALL.WriteSame10.InvalidDataOutSize,ALL.WriteSame16.UnmapUnaligned,ALL.WriteSame16.InvalidDataOutSize,ALL.CompareAndWrite.InvalidDataOutSize
+  run_suite lbppb "$CFG_URL/0" "$LBPPB_TESTS" && suite_checks "$OUT/lbppb" "4K-physical LUN" "" WriteSame10 WriteSame16 CompareAndWrite
+  run_suite readonly "$CFG_URL/1" ALL.ReadOnly && suite_checks "$OUT/readonly" "read-only LUN" "" ReadOnly
+  run_suite removable "$CFG_URL/2" ALL.PreventAllow,ALL.StartStopUnit,ALL.NoMedia && suite_checks "$OUT/removable" "removable LUN" "" PreventAllow StartStopUnit NoMedia
 fi
 e2e_finish

@@ -16,7 +16,9 @@ pub fn read_capacity_16(ctx: &Ctx<'_>, alloc: u32) -> ScsiResult {
     let mut d = vec![0u8; 32];
     d[0..8].copy_from_slice(&g.blocks.saturating_sub(1).to_be_bytes());
     d[8..12].copy_from_slice(&g.block_size.to_be_bytes());
-    // d[12]: no protection; d[13]: one logical block per physical block.
+    // d[12]: no protection; d[13]: LOGICAL BLOCKS PER PHYSICAL BLOCK
+    // EXPONENT (the lowest aligned LBA is 0).
+    d[13] = ctx.lu.options.physical_block_exponent & 0x0F;
     if g.thin {
         d[14] = 0x80 | 0x40; // LBPME, LBPRZ
     }

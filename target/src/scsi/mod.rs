@@ -161,6 +161,8 @@ pub struct LuOptions {
     pub allow_sanitize: bool,
     /// Bytes per second a SANITIZE OVERWRITE may write (0: no limit).
     pub sanitize_overwrite_rate: u64,
+    /// log2 of logical blocks per physical block (READ CAPACITY (16)).
+    pub physical_block_exponent: u8,
     /// Directory for this unit's persistent state (persistent
     /// reservations); `None` keeps it in memory only.
     pub state_dir: Option<std::path::PathBuf>,

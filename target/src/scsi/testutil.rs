@@ -33,6 +33,7 @@ impl Harness {
                 removable,
                 allow_sanitize: false,
                 sanitize_overwrite_rate: 0,
+                physical_block_exponent: 0,
                 state_dir: None,
             },
         )
