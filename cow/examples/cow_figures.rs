@@ -7,6 +7,7 @@
 //! cow_figures snapshot-series DIR COUNT        1st vs COUNTth snapshot of one 1 GiB volume
 //! cow_figures write DIR ROUNDS COUNT PATTERN   4 KiB writes: overwrite vs first write after a snapshot
 //! cow_figures read DIR ROUNDS COUNT SNAPSHOTS  4 KiB reads with 0 vs SNAPSHOTS snapshots
+//! cow_figures delete DIR SIZE                  delete a fully mapped volume while another is read
 //! ```
 //! SIZE takes a K/M/G/T suffix. PATTERN is `random` (a random 4 KiB block
 //! of a random extent, distinct extents per round) or `stride` (offset
@@ -327,6 +328,58 @@ fn read_iops(dir: &Path, rounds: usize, count: usize, snapshots: usize) -> Falli
     Ok(())
 }
 
+/// Deletes a volume of `size` bytes whose every extent is mapped while a
+/// second thread reads 4 KiB blocks of another volume in a loop: how long
+/// the delete call takes, and the longest a read waited meanwhile.
+fn delete_while_reading(dir: &Path, size: u64) -> Fallible<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let path = fresh(dir, "cow-delete.pool")?;
+    let small = 64u64 << 20;
+    let pool = Pool::create(&path, size + size / 8 + small + (256 << 20), EXTENT as u32)?;
+    pool.create_volume("big", size)?;
+    pool.bench_populate("big", size / EXTENT)?;
+    let vol = pool.create_volume("small", small)?;
+    vol.write(0, &vec![0x11u8; small as usize], Durability::Cached)?;
+    vol.flush()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (vol, stop) = (vol.clone(), stop.clone());
+        std::thread::spawn(move || -> Result<(Duration, u64), String> {
+            let mut buf = vec![0u8; BLOCK];
+            let mut rng = SplitMix(17);
+            let (mut worst, mut n) = (Duration::ZERO, 0u64);
+            while !stop.load(Ordering::Acquire) {
+                let lba = rng.below(small / BLOCK as u64) * (BLOCK as u64 / SECTOR);
+                let t = Instant::now();
+                vol.read(lba, &mut buf).map_err(|e| e.to_string())?;
+                worst = worst.max(t.elapsed());
+                n += 1;
+            }
+            Ok((worst, n))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    pool.delete_volume("big")?;
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Release);
+    let (worst, reads) = reader.join().map_err(|_| "reader panicked")??;
+    let t = Instant::now();
+    drop(vol);
+    drop(pool);
+    let close = t.elapsed();
+    println!(
+        "cow delete size={size} extents={} delete_ms={:.1} worst_read_ms={:.1} reads={reads} close_ms={:.1}",
+        size / EXTENT,
+        took.as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3,
+        close.as_secs_f64() * 1e3
+    );
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
 fn run(args: &[String]) -> Fallible<()> {
     let verb = arg(args, 1, "verb")?;
     let dir = PathBuf::from(arg(args, 2, "DIR")?);
@@ -348,6 +401,7 @@ fn run(args: &[String]) -> Fallible<()> {
             num(4, "COUNT")?,
             num(5, "SNAPSHOTS")?,
         ),
+        "delete" => delete_while_reading(&dir, parse_size(arg(args, 3, "SIZE")?)?),
         other => Err(format!("unknown verb {other:?}").into()),
     }
 }

@@ -19,7 +19,7 @@
 //! hides an origin extent the clone unmapped. So no extent is ever shared
 //! between owners, and no reference counts are needed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use roaring::RoaringBitmap;
 
@@ -97,6 +97,12 @@ pub struct Meta {
     pub last_seq: u64,
     /// Extents borrowed by copy offload (see `range_share`).
     pub borrows: crate::range_share::Borrows,
+    /// Deleted volumes whose extents are still being returned to the free
+    /// space, a bounded batch at a time ([`Meta::reclaim_step`]), so a
+    /// delete never holds the metadata lock for time proportional to the
+    /// volume. Gone from `vols` and `names`; their extents count as free in
+    /// checkpoints and in [`Meta::check`].
+    pub reclaim: VecDeque<VolMeta>,
 }
 
 fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
@@ -119,7 +125,59 @@ impl Meta {
             reserved: RoaringBitmap::new(),
             last_seq: 0,
             borrows: Default::default(),
+            reclaim: VecDeque::new(),
         }
+    }
+
+    /// Returns up to `budget` entries of deleted volumes to the free space
+    /// (to `pending_free`: reusable after the next commit, which also makes
+    /// the delete durable if it was not yet). Returns how many it processed.
+    pub fn reclaim_step(&mut self, budget: usize) -> usize {
+        let mut done = 0;
+        while done < budget {
+            let next = match self.reclaim.front_mut() {
+                None => break,
+                Some(vm) => {
+                    vm.dead_by_death.pop_first();
+                    vm.live
+                        .pop_first()
+                        .map(|(_, l)| l.pext)
+                        .or_else(|| vm.dead.pop_first().map(|(_, d)| d.pext))
+                }
+            };
+            match next {
+                Some(pext) => self.release(pext, false),
+                None => {
+                    // Empty maps: dropping the rest (names, snapshots) is cheap.
+                    self.reclaim.pop_front();
+                }
+            }
+            done += 1;
+        }
+        done
+    }
+
+    /// Finishes all pending reclaim work at once.
+    pub fn reclaim_all(&mut self) {
+        while self.reclaim_step(1 << 16) > 0 {}
+    }
+
+    /// The extents deleted volumes still hold, pending reclaim.
+    pub fn reclaiming_extents(&self) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        for vm in &self.reclaim {
+            let owned = vm
+                .live
+                .values()
+                .map(|l| l.pext)
+                .chain(vm.dead.values().map(|d| d.pext));
+            for p in owned {
+                if p != TOMBSTONE && !crate::range_share::is_borrow(p) {
+                    out.insert(p as u32);
+                }
+            }
+        }
+        out
     }
 
     /// Number of extents a volume of `size` bytes spans.
@@ -288,11 +346,18 @@ impl Meta {
                 for n in vm.snaps.values() {
                     self.names.remove(n);
                 }
-                for l in vm.live.values() {
-                    self.release(l.pext, durable);
-                }
-                for d in vm.dead.values() {
-                    self.release(d.pext, durable);
+                if !durable && self.borrows.table.is_empty() {
+                    // At run time the extents go back in bounded batches
+                    // (`reclaim_step`). Only while no copy-offload borrow
+                    // exists, so borrow bookkeeping is never left stale.
+                    self.reclaim.push_back(vm);
+                } else {
+                    for l in vm.live.values() {
+                        self.release(l.pext, durable);
+                    }
+                    for d in vm.dead.values() {
+                        self.release(d.pext, durable);
+                    }
                 }
             }
             Record::Snapshot { vol, gen, name } => {
@@ -472,6 +537,7 @@ impl Meta {
         let mut free = self.free.clone();
         free |= &self.pending_free;
         free |= &self.reserved;
+        free |= self.reclaiming_extents();
         let mut fb = Vec::with_capacity(free.serialized_size());
         // Serializing into a Vec cannot fail.
         let _ = free.serialize_into(&mut fb);
@@ -644,6 +710,8 @@ impl Meta {
                 }
             }
         }
+        // Extents of deleted volumes not yet returned count as free.
+        let reclaiming = self.reclaiming_extents();
         let mut doubly_mapped = Vec::new();
         let mut out_of_range = Vec::new();
         let mut mapped_and_free = Vec::new();
@@ -659,6 +727,7 @@ impl Meta {
             if self.free.contains(p32)
                 || self.pending_free.contains(p32)
                 || self.reserved.contains(p32)
+                || reclaiming.contains(p32)
             {
                 mapped_and_free.push(p);
             }
@@ -669,7 +738,8 @@ impl Meta {
             let p32 = p as u32;
             let is_free = self.free.contains(p32)
                 || self.pending_free.contains(p32)
-                || self.reserved.contains(p32);
+                || self.reserved.contains(p32)
+                || reclaiming.contains(p32);
             if is_free {
                 free_count += 1;
             } else if !owners.contains_key(&p) {

@@ -38,6 +38,9 @@ pub const DEFAULT_EXTENT_SIZE: u32 = 64 << 10;
 /// Journal buffer size that triggers a commit without a flush.
 const AUTO_COMMIT_BYTES: usize = 1 << 20;
 const STRIPES: usize = 1024;
+/// Entries of deleted volumes returned to the free space per reclaim step
+/// (one step rides on each write and each commit; about a millisecond).
+const RECLAIM_BATCH: usize = 8192;
 
 /// How to create a pool.
 #[derive(Debug, Clone)]
@@ -407,10 +410,43 @@ impl Pool {
 
     /// Commits when the journal buffer has grown large.
     pub(crate) fn maybe_commit(&self) -> Result<()> {
-        if self.state.read().journal.len() >= AUTO_COMMIT_BYTES {
+        let (full, reclaim) = {
+            let st = self.state.read();
+            (
+                st.journal.len() >= AUTO_COMMIT_BYTES,
+                !st.meta.reclaim.is_empty(),
+            )
+        };
+        if reclaim {
+            self.reclaim_step();
+        }
+        if full {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// Returns one bounded batch of a deleted volume's extents to the free
+    /// space (they become allocatable at the next commit). Deletes are
+    /// reclaimed this way, a step per write and per commit, so no delete
+    /// holds the metadata lock for long.
+    fn reclaim_step(&self) {
+        let mut st = self.state.write();
+        if !st.meta.reclaim.is_empty() {
+            st.meta.reclaim_step(RECLAIM_BATCH);
+        }
+    }
+
+    /// Returns every extent of deleted volumes to the free space now (when
+    /// an allocation finds no free extent).
+    pub(crate) fn reclaim_all(&self) {
+        loop {
+            let mut st = self.state.write();
+            if st.meta.reclaim.is_empty() {
+                return;
+            }
+            st.meta.reclaim_step(RECLAIM_BATCH);
+        }
     }
 
     /// Makes every completed write and metadata change durable.
@@ -418,6 +454,9 @@ impl Pool {
         self.check_usable()?;
         if self.read_only {
             return Ok(());
+        }
+        if !self.state.read().meta.reclaim.is_empty() {
+            self.reclaim_step();
         }
         // Group commit: a commit that took the journal after this call
         // began covers everything this caller completed before calling.
@@ -863,7 +902,10 @@ impl Pool {
             block_size: self.layout.block_size,
             extent_size: self.layout.extent_size,
             extents: self.layout.extent_count,
-            free_extents: m.free.len() + m.pending_free.len() + m.reserved.len(),
+            free_extents: m.free.len()
+                + m.pending_free.len()
+                + m.reserved.len()
+                + m.reclaiming_extents().len(),
             data_offset: self.layout.data_offset,
             journal_bytes: self.layout.journal_len,
             checkpoint_area_bytes: self.layout.ckpt_len,

@@ -230,6 +230,7 @@ impl Pool {
                 // Extents freed by records not yet durable become
                 // allocatable at the next commit: make it, then retry once.
                 retried = true;
+                self.reclaim_all();
                 self.commit().map_err(write_err)?;
             }
         }
