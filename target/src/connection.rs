@@ -127,14 +127,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             0
         };
         let mut left = total.saturating_sub(buf.len());
-        let mut chunk = [0u8; 4096];
-        while left > 0 {
-            let n = left.min(chunk.len());
-            self.inner.read_exact(&mut chunk[..n]).await?;
-            if self.digests.data {
-                crc = crc32c::crc32c_append(crc, &chunk[..n]);
+        if left > 0 {
+            // Bytes nobody wants (rare): only then is a scratch chunk zeroed.
+            let mut chunk = [0u8; 4096];
+            while left > 0 {
+                let n = left.min(chunk.len());
+                self.inner.read_exact(&mut chunk[..n]).await?;
+                if self.digests.data {
+                    crc = crc32c::crc32c_append(crc, &chunk[..n]);
+                }
+                left -= n;
             }
-            left -= n;
         }
         let pad = pdu::pad_len(total);
         if pad > 0 {
@@ -151,6 +154,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
         }
         Ok(())
+    }
+
+    /// Whether bytes of a next PDU are already buffered (pipelined
+    /// commands): the caller can read the header without waiting.
+    pub fn has_buffered(&self) -> bool {
+        !self.inner.buffer().is_empty()
     }
 
     /// Waits until at least one byte is readable; `Closed` at end of stream.

@@ -10,7 +10,9 @@
 //! sends whatever is queued in one vectored write.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,22 +123,50 @@ struct Window {
     max_cmdsn: AtomicU32,
 }
 
+/// What the reader and the commands queue for the writer: most answers
+/// are one PDU (a write's response, a small read's Data-In with status),
+/// which then needs no list of its own.
 enum Out {
+    One(TargetPdu, Bytes),
     Pdus(Vec<(TargetPdu, Bytes)>),
 }
+
+/// Hashes task tags (ITT, TTT) for the per-connection tables: tags are
+/// chosen by the peer and the tables are bounded by the CmdSN window, so a
+/// multiplicative hash does (SipHash cost more than the lookup it guards).
+#[derive(Default)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, tag: u32) {
+        self.0 = (self.0 ^ tag as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A table keyed by task tag.
+type TagMap<V> = HashMap<u32, V, BuildHasherDefault<TagHasher>>;
 
 /// Task bookkeeping shared by the reader and executing commands.
 #[derive(Default)]
 struct Tasks {
     /// Running commands by ITT: their LUN and abort flag.
-    running: Mutex<HashMap<u32, RunningTask>>,
+    running: Mutex<TagMap<RunningTask>>,
     /// Signalled whenever a running command finishes.
     done: tokio::sync::Notify,
 }
 
 struct RunningTask {
     lun: u64,
-    aborted: Arc<AtomicBool>,
+    /// Set (under the `running` lock) by an abort: the answer is dropped.
+    aborted: bool,
 }
 
 /// A write command still collecting Data-Out.
@@ -150,7 +180,7 @@ struct Collecting {
     outstanding_r2t: u32,
     next_r2tsn: u32,
     /// Expected DataSN of the next Data-Out in the current sequence, by TTT.
-    next_datasn: HashMap<u32, u32>,
+    next_datasn: TagMap<u32>,
     /// Unsolicited data still expected before R2Ts take over.
     unsolicited_end: usize,
 }
@@ -186,67 +216,77 @@ where
         tx: tx.clone(),
         window: window.clone(),
         tasks: tasks.clone(),
-        collecting: HashMap::new(),
-        collecting_ext: HashMap::new(),
+        collecting: TagMap::default(),
+        collecting_ext: TagMap::default(),
         next_ttt: 1,
         ping: None,
+        nexus: ctx.nexus.clone().map(Arc::new),
     };
     let end = loop {
-        // Wait for the next PDU, a ping deadline, or a close signal.
-        let wait = match state.ping {
-            Some((_, sent)) => ctx
-                .settings
-                .nop_timeout
-                .saturating_sub(sent.elapsed())
-                .max(Duration::from_millis(1)),
-            None => ctx.settings.nop_interval,
-        };
-        tokio::select! {
-            biased;
-            _ = ctx.close.changed() => {
+        if reader.has_buffered() {
+            // The next PDU is already here (pipelined commands): no need to
+            // wait, only to notice a close without parking on it.
+            if ctx.close.has_changed().unwrap_or(true) {
                 break FfpEnd::Dropped("session closed by the target".into());
             }
-            _ = writer_dead.changed() => {
+            if writer_dead.has_changed().unwrap_or(true) {
                 break FfpEnd::Dropped("send failed".into());
             }
-            ready = tokio::time::timeout(wait, reader.wait_readable()) => {
-                match ready {
-                    Err(_) => {
-                        if state.ping.is_some() {
-                            break FfpEnd::Dropped("NOP-In ping not answered".into());
+        } else {
+            // Wait for the next PDU, a ping deadline, or a close signal.
+            let wait = match state.ping {
+                Some((_, sent)) => ctx
+                    .settings
+                    .nop_timeout
+                    .saturating_sub(sent.elapsed())
+                    .max(Duration::from_millis(1)),
+                None => ctx.settings.nop_interval,
+            };
+            tokio::select! {
+                biased;
+                _ = ctx.close.changed() => {
+                    break FfpEnd::Dropped("session closed by the target".into());
+                }
+                _ = writer_dead.changed() => {
+                    break FfpEnd::Dropped("send failed".into());
+                }
+                ready = tokio::time::timeout(wait, reader.wait_readable()) => {
+                    match ready {
+                        Err(_) => {
+                            if state.ping.is_some() {
+                                break FfpEnd::Dropped("NOP-In ping not answered".into());
+                            }
+                            state.send_ping();
+                            continue;
                         }
-                        state.send_ping();
-                        continue;
+                        Ok(Err(e)) => break end_of(e),
+                        Ok(Ok(())) => {}
                     }
-                    Ok(Err(e)) => break end_of(e),
-                    Ok(Ok(())) => {}
                 }
             }
         }
-        let header =
-            match tokio::time::timeout(ctx.settings.pdu_timeout, reader.read_header()).await {
-                Ok(Ok(h)) => h,
-                Ok(Err(e)) => break end_of(e),
-                Err(_) => break FfpEnd::Dropped("PDU header incomplete".into()),
-            };
-        // Any PDU from the initiator shows it is alive.
-        state.ping = None;
-        let step = tokio::time::timeout(
-            ctx.settings.pdu_timeout,
-            state.handle(&mut reader, header, &mut ctx),
-        )
+        // One deadline covers the whole PDU, header and data.
+        let mut header_read = false;
+        let step = tokio::time::timeout(ctx.settings.pdu_timeout, async {
+            let header = reader.read_header().await?;
+            header_read = true;
+            // Any PDU from the initiator shows it is alive.
+            state.ping = None;
+            state.handle(&mut reader, header, &mut ctx).await
+        })
         .await;
         match step {
             Ok(Ok(None)) => {}
             Ok(Ok(Some(end))) => break end,
             Ok(Err(e)) => break end_of(e),
-            Err(_) => break FfpEnd::Dropped("PDU data incomplete".into()),
+            Err(_) if header_read => break FfpEnd::Dropped("PDU data incomplete".into()),
+            Err(_) => break FfpEnd::Dropped("PDU header incomplete".into()),
         }
     };
     // Stop running commands from answering on a dead connection, give the
     // writer a moment to send what is queued (the logout response), then end.
-    for t in tasks.running.lock().values() {
-        t.aborted.store(true, Ordering::SeqCst);
+    for t in tasks.running.lock().values_mut() {
+        t.aborted = true;
     }
     drop(state);
     drop(tx);
@@ -276,18 +316,26 @@ async fn writer_loop<W: AsyncWrite + Unpin>(
     let mut frames: Vec<OutFrame> = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(Out::Pdus(pdus)) = next.take() {
-            for (pdu, data) in pdus {
-                let seq = TargetSeq {
-                    statsn,
-                    exp_cmdsn: window.exp_cmdsn.load(Ordering::SeqCst),
-                    max_cmdsn: window.max_cmdsn.load(Ordering::SeqCst),
-                };
-                let bhs = pdu.encode(seq, data.len());
-                if pdu.advances_statsn() {
-                    statsn = statsn.wrapping_add(1);
+        let mut stamp = |frames: &mut Vec<OutFrame>, pdu: TargetPdu, data: Bytes| {
+            let seq = TargetSeq {
+                statsn,
+                exp_cmdsn: window.exp_cmdsn.load(Ordering::SeqCst),
+                max_cmdsn: window.max_cmdsn.load(Ordering::SeqCst),
+            };
+            let bhs = pdu.encode(seq, data.len());
+            if pdu.advances_statsn() {
+                statsn = statsn.wrapping_add(1);
+            }
+            frames.push(OutFrame { bhs, data });
+        };
+        while let Some(out) = next.take() {
+            match out {
+                Out::One(pdu, data) => stamp(&mut frames, pdu, data),
+                Out::Pdus(pdus) => {
+                    for (pdu, data) in pdus {
+                        stamp(&mut frames, pdu, data);
+                    }
                 }
-                frames.push(OutFrame { bhs, data });
             }
             if frames.len() < 64 {
                 next = rx.try_recv().ok();
@@ -307,19 +355,21 @@ struct Reader {
     tx: mpsc::UnboundedSender<Out>,
     window: Arc<Window>,
     tasks: Arc<Tasks>,
-    collecting: HashMap<u32, Collecting>,
+    collecting: TagMap<Collecting>,
     /// Extended CDBs (longer than 16 bytes) of commands still collecting.
-    collecting_ext: HashMap<u32, Vec<u8>>,
+    collecting_ext: TagMap<Vec<u8>>,
     next_ttt: u32,
     /// An unanswered NOP-In ping: its TTT and when it was sent.
     ping: Option<(u32, std::time::Instant)>,
+    /// The session's I_T nexus, shared with every command it runs.
+    nexus: Option<Arc<Nexus>>,
 }
 
 type Step = Result<Option<FfpEnd>, FrameError>;
 
 impl Reader {
     fn send(&self, pdu: TargetPdu, data: Bytes) {
-        let _ = self.tx.send(Out::Pdus(vec![(pdu, data)]));
+        let _ = self.tx.send(Out::One(pdu, data));
     }
 
     fn reject(&self, reason: RejectReason, header: &Header) {
@@ -496,16 +546,19 @@ impl Reader {
             return Ok(None);
         }
         let lun = scsi::decode_lun(cmd.lun).unwrap_or(u64::MAX);
-        // The full CDB: the BHS part plus an extended CDB AHS, if any.
-        let mut cdb: Vec<u8> = cmd.cdb.to_vec();
-        if let Some(ext) = extended_cdb(&header.ahs) {
-            cdb.extend_from_slice(ext);
-        }
+        // The full CDB is the BHS part, plus an extended CDB AHS if any
+        // (rare: only then is it copied into a list of its own).
+        let long_cdb: Option<Vec<u8>> = extended_cdb(&header.ahs).map(|ext| {
+            let mut full = cmd.cdb.to_vec();
+            full.extend_from_slice(ext);
+            full
+        });
+        let cdb: &[u8] = long_cdb.as_deref().unwrap_or(&cmd.cdb);
         let edtl = cmd.edtl as usize;
         let wanted = if cmd.write {
             target
                 .luns
-                .data_out_len(lun, &cdb)
+                .data_out_len(lun, cdb)
                 .map(|n| n as usize)
                 .unwrap_or(0)
                 .min(edtl)
@@ -519,7 +572,7 @@ impl Reader {
                 ctx,
                 cmd,
                 lun,
-                cdb,
+                long_cdb,
                 BytesMut::new(),
                 Some(too_large_outcome()),
             );
@@ -527,7 +580,7 @@ impl Reader {
         }
         if wanted == 0 {
             reader.skip_data(header.data_len).await?;
-            self.finish(&target, ctx, cmd, lun, cdb, BytesMut::new(), None);
+            self.finish(&target, ctx, cmd, lun, long_cdb, BytesMut::new(), None);
             return Ok(None);
         }
         let mut buf = BytesMut::zeroed(wanted);
@@ -545,7 +598,7 @@ impl Reader {
         } else {
             immediate.min(edtl)
         };
-        let mut next_datasn = HashMap::new();
+        let mut next_datasn = TagMap::default();
         if unsolicited_end > immediate {
             next_datasn.insert(RESERVED_TAG, 0);
         }
@@ -562,14 +615,13 @@ impl Reader {
         };
         if c.received >= wanted && c.requested >= wanted {
             let Collecting { cmd, lun, buf, .. } = c;
-            self.finish(&target, ctx, cmd, lun, cdb, buf, None);
+            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None);
             return Ok(None);
         }
         self.issue_r2ts(&mut c, ctx);
-        c.cmd.cdb.copy_from_slice(&cdb[..16]);
-        if cdb.len() > 16 {
+        if let Some(long_cdb) = long_cdb {
             // Rare: keep the extended CDB with the command.
-            self.collecting_ext.insert(c.cmd.itt, cdb);
+            self.collecting_ext.insert(c.cmd.itt, long_cdb);
         }
         self.collecting.insert(c.cmd.itt, c);
         Ok(None)
@@ -643,17 +695,14 @@ impl Reader {
                     "Data-Out with a wrong DataSN; ending the command");
                 reader.skip_data(len).await?;
                 let target = ctx.target.clone().expect("collecting implies a target");
-                let cdb = self
-                    .collecting_ext
-                    .remove(&d.itt)
-                    .unwrap_or_else(|| c.cmd.cdb.to_vec());
+                let long_cdb = self.collecting_ext.remove(&d.itt);
                 let Collecting { cmd, lun, .. } = c;
                 self.finish(
                     &target,
                     ctx,
                     cmd,
                     lun,
-                    cdb,
+                    long_cdb,
                     BytesMut::new(),
                     Some(data_phase_error_outcome()),
                 );
@@ -683,12 +732,9 @@ impl Reader {
         }
         if c.received >= total && c.outstanding_r2t == 0 && c.requested >= total {
             let target = ctx.target.clone().expect("collecting implies a target");
-            let cdb = self
-                .collecting_ext
-                .remove(&d.itt)
-                .unwrap_or_else(|| c.cmd.cdb.to_vec());
+            let long_cdb = self.collecting_ext.remove(&d.itt);
             let Collecting { cmd, lun, buf, .. } = c;
-            self.finish(&target, ctx, cmd, lun, cdb, buf, None);
+            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None);
         } else {
             self.collecting.insert(d.itt, c);
         }
@@ -696,6 +742,8 @@ impl Reader {
     }
 
     /// Runs a command whose data is complete and sends its answer.
+    /// `long_cdb` is the whole CDB when an extended CDB AHS made it longer
+    /// than the 16 bytes in `cmd`.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
@@ -703,62 +751,53 @@ impl Reader {
         ctx: &FfpContext,
         cmd: ScsiCommand,
         lun: u64,
-        cdb: Vec<u8>,
+        long_cdb: Option<Vec<u8>>,
         data_out: BytesMut,
         early: Option<CommandOutcome>,
     ) {
-        let aborted = Arc::new(AtomicBool::new(false));
+        let params = ctx.params;
+        if let Some(outcome) = early {
+            // The transport answers by itself: nothing runs.
+            let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
+            return;
+        }
         self.tasks.running.lock().insert(
             cmd.itt,
             RunningTask {
                 lun,
-                aborted: aborted.clone(),
+                aborted: false,
             },
         );
         let luns = target.luns.clone();
-        let nexus = ctx.nexus.clone().expect("normal sessions have a nexus");
+        let nexus = self.nexus.clone().expect("normal sessions have a nexus");
         let tx = self.tx.clone();
         let tasks = self.tasks.clone();
-        let params = ctx.params;
-        tokio::spawn(async move {
-            let outcome = match early {
-                Some(o) => o,
-                None => {
-                    let cdb2 = cdb;
-                    let read = cmd.read;
-                    let write = cmd.write;
-                    let edtl = cmd.edtl;
-                    let run = tokio::task::spawn_blocking(move || {
-                        let req = CommandRequest {
-                            cdb: &cdb2,
-                            edtl,
-                            read,
-                            write,
-                            data_out: &data_out,
-                        };
-                        luns.execute(lun, &nexus, &req)
-                    })
-                    .await;
-                    match run {
-                        Ok(o) => o,
-                        Err(e) => {
-                            warn!(error = %e, "SCSI command panicked");
-                            target_failure_outcome()
-                        }
-                    }
-                }
-            };
-            let pdus = response_pdus(&cmd, outcome, &params);
+        // One hop to a blocking thread, which also queues the answer.
+        tokio::task::spawn_blocking(move || {
+            let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let req = CommandRequest {
+                    cdb: long_cdb.as_deref().unwrap_or(&cmd.cdb),
+                    edtl: cmd.edtl,
+                    read: cmd.read,
+                    write: cmd.write,
+                    data_out: &data_out,
+                };
+                luns.execute(lun, &nexus, &req)
+            }));
+            let outcome = run.unwrap_or_else(|_| {
+                warn!("SCSI command panicked");
+                target_failure_outcome()
+            });
+            let out = response_pdus(&cmd, outcome, &params);
             {
                 // Decide and answer under the task lock, so an ABORT TASK
                 // either finds the task (and its answer is never sent) or
                 // finds it gone (its answer is already queued, ahead of the
                 // TMF response).
                 let mut running = tasks.running.lock();
-                if !aborted.load(Ordering::SeqCst) {
-                    let _ = tx.send(Out::Pdus(pdus));
+                if running.remove(&cmd.itt).is_some_and(|t| !t.aborted) {
+                    let _ = tx.send(out);
                 }
-                running.remove(&cmd.itt);
             }
             tasks.done.notify_waiters();
         });
@@ -780,8 +819,8 @@ impl Reader {
                     .tasks
                     .running
                     .lock()
-                    .get(&tag)
-                    .map(|r| r.aborted.store(true, Ordering::SeqCst))
+                    .get_mut(&tag)
+                    .map(|r| r.aborted = true)
                     .is_some();
                 if found_collecting || found_running {
                     TmfResponse::Complete
@@ -850,17 +889,17 @@ impl Reader {
 
     fn abort_lun(&mut self, lun: u64) {
         self.collecting.retain(|_, c| c.lun != lun);
-        for t in self.tasks.running.lock().values() {
+        for t in self.tasks.running.lock().values_mut() {
             if t.lun == lun {
-                t.aborted.store(true, Ordering::SeqCst);
+                t.aborted = true;
             }
         }
     }
 
     fn abort_all(&mut self) {
         self.collecting.clear();
-        for t in self.tasks.running.lock().values() {
-            t.aborted.store(true, Ordering::SeqCst);
+        for t in self.tasks.running.lock().values_mut() {
+            t.aborted = true;
         }
     }
 
@@ -948,19 +987,31 @@ fn target_failure_outcome() -> CommandOutcome {
     check_condition(Sense::internal())
 }
 
-/// Builds the Data-In PDUs and the response for a finished command.
-fn response_pdus(
-    cmd: &ScsiCommand,
-    outcome: CommandOutcome,
-    params: &TransportParams,
-) -> Vec<(TargetPdu, Bytes)> {
+impl Out {
+    /// Appends a PDU; the first stays a single `Out::One`.
+    fn push(out: &mut Option<Out>, pdu: TargetPdu, data: Bytes) {
+        *out = Some(match out.take() {
+            None => Out::One(pdu, data),
+            Some(Out::One(p, d)) => Out::Pdus(vec![(p, d), (pdu, data)]),
+            Some(Out::Pdus(mut list)) => {
+                list.push((pdu, data));
+                Out::Pdus(list)
+            }
+        });
+    }
+}
+
+/// Builds the Data-In PDUs and the response for a finished command; a
+/// single PDU (the usual case) is queued without a list.
+fn response_pdus(cmd: &ScsiCommand, outcome: CommandOutcome, params: &TransportParams) -> Out {
     let edtl = cmd.edtl;
     let residual = Residual::of(edtl, outcome.transfer_len);
     let mut data = outcome.data_in.freeze();
     if data.len() > edtl as usize {
         data.truncate(edtl as usize);
     }
-    let mut pdus = Vec::new();
+    let mut out = None;
+    let mut count = 0u32;
     let collapse =
         outcome.status == scsi::status::GOOD && outcome.sense.is_none() && !data.is_empty();
     if !data.is_empty() {
@@ -968,13 +1019,13 @@ fn response_pdus(
         let burst = params.max_burst_length.max(seg as u32) as usize;
         let total = data.len();
         let mut offset = 0usize;
-        let mut datasn = 0u32;
         while offset < total {
             let burst_end = ((offset / burst) + 1) * burst;
             let len = seg.min(total - offset).min(burst_end - offset);
             let last = offset + len == total;
             let chunk = data.slice(offset..offset + len);
-            pdus.push((
+            Out::push(
+                &mut out,
                 TargetPdu::DataIn {
                     lun: cmd.lun,
                     itt: cmd.itt,
@@ -985,32 +1036,34 @@ fn response_pdus(
                         None
                     },
                     residual,
-                    datasn,
+                    datasn: count,
                     buffer_offset: offset as u32,
                 },
                 chunk,
-            ));
-            datasn = datasn.wrapping_add(1);
+            );
+            count = count.wrapping_add(1);
             offset += len;
         }
         if collapse {
-            return pdus;
+            if let Some(out) = out {
+                return out;
+            }
         }
     }
-    let datasn = pdus.len() as u32;
     let sense = outcome
         .sense
         .map(|s| pdu::sense_segment(&s))
         .unwrap_or_default();
-    pdus.push((
+    Out::push(
+        &mut out,
         TargetPdu::ScsiResponse {
             itt: cmd.itt,
             response: 0,
             status: outcome.status,
             residual,
-            exp_datasn: datasn,
+            exp_datasn: count,
         },
         sense,
-    ));
-    pdus
+    );
+    out.unwrap_or(Out::Pdus(Vec::new()))
 }
