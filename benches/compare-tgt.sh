@@ -83,13 +83,15 @@ stop_ironlun() {
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
   set +e
+  # this script's own background jobs (fio under timeout) first, then the servers
+  for j in $(jobs -p); do [ "$j" = "$IL_PID" ] || kill -TERM "$j" 2>/dev/null; done
   stop_ironlun
   [ -n "$TGT_STARTED" ] && PEER_DIR="$DISKDIR/tgt" CONTROL_PORT=$TCTL "$REPO/scripts/peer-tgt.sh" stop >/dev/null 2>&1
   rm -rf "$DISKDIR"
 }
 trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
+trap 'log "interrupted (SIGTERM): stopping"; exit 143' TERM
+trap 'log "interrupted (SIGINT): stopping"; exit 130' INT
 
 listening() { ss -Htln "( sport = :$1 )" 2>/dev/null | grep -q .; }
 established() { ss -Htn state established "( dport = :$1 )" 2>/dev/null | wc -l; }
