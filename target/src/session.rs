@@ -167,12 +167,17 @@ struct RunningTask {
     lun: u64,
     /// Set (under the `running` lock) by an abort: the answer is dropped.
     aborted: bool,
+    /// The LUN's reset count when the command arrived: a reset from any
+    /// session since then aborted it, and its answer is dropped too.
+    epoch: u64,
 }
 
 /// A write command still collecting Data-Out.
 struct Collecting {
     cmd: ScsiCommand,
     lun: u64,
+    /// The LUN's reset count when the command arrived.
+    epoch: u64,
     buf: BytesMut,
     received: usize,
     /// Offset up to which R2Ts have been sent (or data is unsolicited).
@@ -368,6 +373,11 @@ struct Reader {
 type Step = Result<Option<FfpEnd>, FrameError>;
 
 impl Reader {
+    /// The session's nexus id (0 for a discovery session, which has none).
+    fn nexus_id(&self) -> u64 {
+        self.nexus.as_ref().map_or(0, |n| n.id)
+    }
+
     fn send(&self, pdu: TargetPdu, data: Bytes) {
         let _ = self.tx.send(Out::One(pdu, data));
     }
@@ -605,6 +615,7 @@ impl Reader {
         let mut c = Collecting {
             cmd,
             lun,
+            epoch: target.luns.task_epoch(lun, self.nexus_id()),
             buf,
             received: keep,
             requested: unsolicited_end.min(wanted),
@@ -733,6 +744,12 @@ impl Reader {
         if c.received >= total && c.outstanding_r2t == 0 && c.requested >= total {
             let target = ctx.target.clone().expect("collecting implies a target");
             let long_cdb = self.collecting_ext.remove(&d.itt);
+            if target.luns.task_epoch(c.lun, self.nexus_id()) != c.epoch {
+                // A reset (from any session) aborted it while its data
+                // arrived: it never runs and never answers.
+                debug!(session = %ctx.label, itt = d.itt, "command aborted by a reset");
+                return Ok(None);
+            }
             let Collecting { cmd, lun, buf, .. } = c;
             self.finish(&target, ctx, cmd, lun, long_cdb, buf, None);
         } else {
@@ -761,11 +778,27 @@ impl Reader {
             let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
             return;
         }
+        if let (true, false, Some(nexus)) = (cmd.read, cmd.write, self.nexus.as_ref()) {
+            // A READ whose data is cached is answered here, without the
+            // hop to a blocking thread (see `scsi::inline`).
+            let req = CommandRequest {
+                cdb: long_cdb.as_deref().unwrap_or(&cmd.cdb),
+                edtl: cmd.edtl,
+                read: cmd.read,
+                write: cmd.write,
+                data_out: &[],
+            };
+            if let Some(outcome) = target.luns.execute_if_cached(lun, nexus, &req) {
+                let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
+                return;
+            }
+        }
         self.tasks.running.lock().insert(
             cmd.itt,
             RunningTask {
                 lun,
                 aborted: false,
+                epoch: target.luns.task_epoch(lun, self.nexus_id()),
             },
         );
         let luns = target.luns.clone();
@@ -795,7 +828,10 @@ impl Reader {
                 // finds it gone (its answer is already queued, ahead of the
                 // TMF response).
                 let mut running = tasks.running.lock();
-                if running.remove(&cmd.itt).is_some_and(|t| !t.aborted) {
+                if running
+                    .remove(&cmd.itt)
+                    .is_some_and(|t| !t.aborted && luns.task_epoch(lun, nexus.id) == t.epoch)
+                {
                     let _ = tx.send(out);
                 }
             }

@@ -59,7 +59,7 @@
 //! arrived and returns GOOD; a CHECK CONDITION moves nothing
 //! (`transfer_len` 0).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -252,6 +252,13 @@ pub struct LogicalUnit {
     pub device: Arc<dyn BlockDevice>,
     pub identity: LuIdentity,
     pub options: LuOptions,
+    /// Counts the resets (LOGICAL UNIT RESET, target resets) that aborted
+    /// every task of this unit, whichever session it came from: a command
+    /// that arrived under an older count is never answered.
+    reset_epoch: std::sync::atomic::AtomicU64,
+    /// Per nexus, how many times its tasks here were aborted by another
+    /// nexus (PREEMPT AND ABORT); added to `reset_epoch` per command.
+    nexus_aborts: Mutex<HashMap<u64, u64>>,
     pub(crate) state: Mutex<LuState>,
     /// Mode values that resets return to.
     defaults: ModeValues,
@@ -343,6 +350,8 @@ impl LogicalUnit {
             sanitize: sanitize::SanitizeState::default(),
             reservations,
             copy_results: xcopy::CopyResults::default(),
+            reset_epoch: std::sync::atomic::AtomicU64::new(0),
+            nexus_aborts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -363,6 +372,28 @@ impl LogicalUnit {
     }
 
     /// Forgets a nexus whose I_T nexus has been lost.
+    /// A count that changes whenever the tasks of `nexus_id` on this unit
+    /// are aborted by a reset or by another nexus: a command that arrived
+    /// under another count is never answered.
+    pub fn task_epoch(&self, nexus_id: u64) -> u64 {
+        let resets = self.reset_epoch.load(std::sync::atomic::Ordering::Acquire);
+        let aborts = self
+            .nexus_aborts
+            .lock()
+            .get(&nexus_id)
+            .copied()
+            .unwrap_or(0);
+        resets.wrapping_add(aborts)
+    }
+
+    /// Aborts every task of the nexuses `ids` on this unit.
+    pub fn abort_nexus_tasks(&self, ids: &[u64]) {
+        let mut aborts = self.nexus_aborts.lock();
+        for &id in ids {
+            *aborts.entry(id).or_insert(0) += 1;
+        }
+    }
+
     pub fn nexus_lost(&self, nexus_id: u64) {
         let mut st = self.state.lock();
         st.ua.remove(nexus_id);
@@ -378,6 +409,8 @@ impl LogicalUnit {
     /// registered if it was not yet) gets the reset's unit attention.
     /// The caller aborts the affected tasks first.
     pub fn reset(&self, kind: ResetKind, issuing: &Nexus) {
+        self.reset_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut st = self.state.lock();
         st.ua.register(issuing.id);
         st.mode = self.defaults;
@@ -687,6 +720,14 @@ impl LunMap {
     /// The logical unit at `lun`, if mapped.
     pub fn get(&self, lun: u64) -> Option<Arc<LogicalUnit>> {
         self.luns.read().get(&lun).cloned()
+    }
+
+    /// [`LogicalUnit::task_epoch`] of LUN `lun` (0 if not mapped).
+    pub fn task_epoch(&self, lun: u64, nexus_id: u64) -> u64 {
+        self.luns
+            .read()
+            .get(&lun)
+            .map_or(0, |lu| lu.task_epoch(nexus_id))
     }
 
     /// Mapped LUN numbers in ascending order (at the time of the call).

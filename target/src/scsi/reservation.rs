@@ -16,9 +16,9 @@
 //!   directory APTPL=1 is refused (PTPL_C=0).
 //! - Resets and I_T nexus loss release SPC-2 reservations only; persistent
 //!   reservations survive them (SPC-4 5.13.4, SAM-5 6.3).
-//! - PREEMPT AND ABORT preempts like PREEMPT; commands of the preempted
-//!   nexuses are short synchronous calls here, so there is no task set to
-//!   abort beyond what the transport already completes.
+//! - PREEMPT AND ABORT preempts like PREEMPT and aborts the preempted
+//!   nexuses' tasks on the unit (`LogicalUnit::abort_nexus_tasks`): their
+//!   answers are never sent, and commands still collecting data never run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -757,6 +757,15 @@ impl Reservations {
                 })
                 .collect()
         };
+        if action == sa::PREEMPT_AND_ABORT {
+            // The preempted nexuses' tasks end too (SPC-4 5.13.11.2.6).
+            let preempted: Vec<u64> = ids
+                .iter()
+                .filter(|(_, s)| *s == REGISTRATIONS_PREEMPTED)
+                .map(|(id, _)| *id)
+                .collect();
+            ctx.lu.abort_nexus_tasks(&preempted);
+        }
         if !ids.is_empty() {
             let mut st = ctx.lu.state.lock();
             for (id, s) in ids {
