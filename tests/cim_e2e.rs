@@ -160,7 +160,10 @@ fn expect_luns_changed(c: &mut Conn, luns: &[u64]) {
     );
     assert_eq!(report_luns(c), luns, "REPORT LUNS after the change");
     let (st, _, sense) = c.scsi(&[0u8; 6], 0, None).unwrap();
-    assert_eq!(st, 0, "REPORT LUNS did not clear the condition: {sense:02x?}");
+    assert_eq!(
+        st, 0,
+        "REPORT LUNS did not clear the condition: {sense:02x?}"
+    );
 }
 
 /// A session to `lun` whose TEST UNIT READY answers LOGICAL UNIT NOT
@@ -493,7 +496,14 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     ]);
     assert!(o.contains("ReturnValue=0"), "{o}");
     luns.push(5);
-    exposed(&s, &mut watch, &mut luns, 6, "nightly_1 and nightly_2", 0xA0);
+    exposed(
+        &s,
+        &mut watch,
+        &mut luns,
+        6,
+        "nightly_1 and nightly_2",
+        0xA0,
+    );
     assert!(read_lun(&s, 5) == pattern(0xA0), "nightly_1 (LUN 5)");
     let group = number_after(&unfold(&o), "IRONLUN:group-").expect("the TargetGroup");
     let o = cim.py(&["instance", "enumerate", "CIM_GroupSynchronized"]);
@@ -605,6 +615,99 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     assert!(o.contains("ReturnValue=0"), "{o}");
     exposed(&s, &mut watch, &mut luns, 8, "mirrorA", 0xA0);
 
+    // CreateGroup makes a group of existing volumes; as the TargetGroup of
+    // CreateGroupReplica its members become the targets. cloneW (detached
+    // above, still LUN 4) receives a clone of the source's new data.
+    let create_group = |name: &str, members: &[&str]| {
+        let list: Vec<String> = members.iter().map(|m| vol(m)).collect();
+        let o = cim.py(&[
+            "instance",
+            "invokemethod",
+            &cim.svc,
+            "CreateGroup",
+            "-p",
+            &format!("GroupName={name}"),
+            "-p",
+            &format!("Members={}", list.join(",")),
+        ]);
+        assert!(o.contains("ReturnValue=0"), "{o}");
+        let id = number_after(&unfold(&o), "IRONLUN:group-").expect("the ReplicationGroup");
+        format!("TargetGroup=CIM_ReplicationGroup.InstanceID=\"IRONLUN:group-{id}-elements\"")
+    };
+    let two = create_group("two", &["default/cloneW", "default/cloneA"]);
+    let one = create_group("one", &["default/cloneW"]);
+    let o = cim.py(&["instance", "enumerate", "CIM_ReplicationGroup"]);
+    assert!(o.contains("ElementName = \"one\""), "{o}");
+    let group_onto = |target_group: &str| {
+        cim.py(&[
+            "instance",
+            "invokemethod",
+            &cim.svc,
+            "CreateGroupReplica",
+            "-p",
+            "RelationshipName=onto",
+            "-p",
+            "SyncType=8",
+            "-p",
+            &format!("SourceElement={}", vol(SOURCE)),
+            "-p",
+            target_group,
+            "-p",
+            "WaitForCopyState=4",
+        ])
+    };
+    // Two targets for one source: 5 Invalid Parameter, the reason naming
+    // TargetGroup.
+    let o = group_onto(&two);
+    assert!(o.contains("ReturnValue=5"), "{o}");
+    assert!(
+        s.log_text()
+            .contains("why=TargetGroup: 2 elements for 1 source elements"),
+        "the refusal does not name TargetGroup"
+    );
+    write_pattern(&s, 0x3C);
+    let o = group_onto(&one);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    assert!(
+        read_lun(&s, 4) == pattern(0x3C),
+        "the TargetGroup member cloneW (LUN 4) does not hold the group clone"
+    );
+    assert!(read_lun(&s, 8) == pattern(0x3C), "the mirror (LUN 8)");
+
+    // An aspect attached to a target (Attach To Target, 8): the new target
+    // view_1 presents the point in time at once, as LUN 9.
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "CreateSynchronizationAspect",
+        "-p",
+        "Name=view",
+        "-p",
+        "SyncType=7",
+        "-p",
+        &format!("SourceElement={}", vol(SOURCE)),
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    let view = number_after(&unfold(&o), "IRONLUN:aspect-").expect("the aspect");
+    write_pattern(&s, 0x4D);
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "ModifySettingsDefineState",
+        "-p",
+        "Operation=8",
+        "-p",
+        &format!(
+            "SettingsState=CIM_SettingsDefineState.ManagedElement=\"{}\",SettingData=\"CIM_SynchronizationAspect.InstanceID=\\\"IRONLUN:aspect-{view}\\\"\"",
+            vol(SOURCE).replace('"', "\\\"")
+        ),
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    assert!(unfold(&o).contains("default/view_1"), "{o}");
+    exposed(&s, &mut watch, &mut luns, 9, "view_1", 0x3C);
+
     // Return To ResourcePool (19) deletes snapW: its LUN goes away.
     let o = cim.py(&[
         "instance",
@@ -625,21 +728,25 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     // mirror follows, all read where they were exposed.
     write_pattern(&s, 0x5B);
     let check = |s: &Server| {
-        assert!(read_lun(s, 0) == pattern(0x5B), "the source has its new data");
+        assert!(
+            read_lun(s, 0) == pattern(0x5B),
+            "the source has its new data"
+        );
         assert!(
             read_lun(s, 8) == pattern(0x5B),
             "the mirror (LUN 8) does not follow the source"
         );
-        for (lun, what) in [
-            (1, "snapA"),
-            (3, "cloneA"),
-            (4, "cloneW"),
-            (5, "nightly_1"),
-            (6, "nightly_2"),
-            (7, "pit_1"),
+        for (lun, what, seed) in [
+            (1, "snapA", 0xA0),
+            (3, "cloneA", 0xA0),
+            (4, "cloneW (the group clone)", 0x3C),
+            (5, "nightly_1", 0xA0),
+            (6, "nightly_2", 0xA0),
+            (7, "pit_1", 0xA0),
+            (9, "view_1", 0x3C),
         ] {
             assert!(
-                read_lun(s, lun) == pattern(0xA0),
+                read_lun(s, lun) == pattern(seed),
                 "{what} (LUN {lun}) does not hold the point-in-time data"
             );
         }

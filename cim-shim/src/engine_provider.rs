@@ -60,6 +60,8 @@ const JOB_PREFIX: &str = "IRONLUN:job-";
 const ASPECT_PREFIX: &str = "IRONLUN:aspect-";
 const POOL_PREFIX: &str = "IRONLUN:pool-";
 const GROUP_PREFIX: &str = "IRONLUN:group-";
+/// The InstanceID suffix of a group made by CreateGroup.
+const ELEMENTS_SIDE: &str = "elements";
 const CAPS_ID: &str = "IRONLUN:ReplicationServiceCapabilities";
 const SERVICE_NAME: &str = "ReplicationService";
 
@@ -78,6 +80,8 @@ const REPLICATION_TYPES: &[(u16, SyncType, Mode)] = &[
 /// 2 CreateElementReplica, 3 CreateGroupReplica, 4 CreateSynchronizationAspect,
 /// 5 ModifyReplicaSynchronization, 7 ModifySettingsDefineState.
 const ACTIONS: &[u16] = &[2, 3, 4, 5, 7];
+/// Methods that never start a job: 12 CreateGroup, 13 DeleteGroup.
+const SYNCHRONOUS_ONLY_ACTIONS: &[u16] = &[12, 13];
 
 /// The [`Provider`] over a [`ReplicationService`].
 pub struct EngineProvider {
@@ -374,7 +378,12 @@ impl EngineProvider {
             )
             .with(
                 "SupportedSynchronousActions",
-                u16a(ACTIONS.iter().map(|a| u32::from(*a))),
+                u16a(
+                    ACTIONS
+                        .iter()
+                        .chain(SYNCHRONOUS_ONLY_ACTIONS)
+                        .map(|a| u32::from(*a)),
+                ),
             )
             .with(
                 "SupportedAsynchronousActions",
@@ -525,8 +534,92 @@ impl EngineProvider {
         )
     }
 
+    /// The id of a group made by CreateGroup (`IRONLUN:group-<n>-elements`).
+    fn parse_element_group(&self, p: &ObjectPath) -> Option<u64> {
+        let id = p.key_str("InstanceID")?;
+        let rest = id.get(GROUP_PREFIX.len()..)?;
+        if !id[..GROUP_PREFIX.len()].eq_ignore_ascii_case(GROUP_PREFIX) {
+            return None;
+        }
+        let (n, side) = rest.split_once('-')?;
+        if !side.eq_ignore_ascii_case(ELEMENTS_SIDE) {
+            return None;
+        }
+        n.parse().ok()
+    }
+
+    /// CreateGroup: a group of volumes to use as a SourceGroup or
+    /// TargetGroup.
+    fn create_group(&self, params: &Params) -> MResult<MethodOutcome> {
+        self.check_setting_data(params)?;
+        let members = match params.get("Members") {
+            Some(CimValue::Array(items)) => {
+                let mut m = Vec::new();
+                for item in items {
+                    match item {
+                        CimValue::Reference(p) => m.push(self.element(p, "Members")?),
+                        _ => return Err(invalid("Members: not an array of references")),
+                    }
+                }
+                m
+            }
+            Some(CimValue::Reference(p)) => vec![self.element(p, "Members")?],
+            Some(_) => return Err(invalid("Members: not an array of references")),
+            None => return Err(invalid("Members: a group needs at least one element")),
+        };
+        let name = params
+            .str("GroupName")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("group-{}", ironlun_replication::job::now_ms()));
+        let id = self.svc.create_element_group(&name, &members)?;
+        Ok(MethodOutcome::code(0).with(
+            "ReplicationGroup",
+            CimValue::Reference(self.group_path(id, ELEMENTS_SIDE)),
+        ))
+    }
+
+    /// DeleteGroup of a group made by CreateGroup (its volumes stay).
+    fn delete_group(&self, params: &Params) -> MResult<MethodOutcome> {
+        let g = params
+            .reference("ReplicationGroup")
+            .ok_or_else(|| invalid("ReplicationGroup is required"))?;
+        if params.bool("RemoveElements") == Some(true) {
+            return Err(unsupported(
+                "RemoveElements: deleting the member volumes is not supported",
+            ));
+        }
+        let id = self.parse_element_group(g).ok_or_else(|| {
+            invalid("ReplicationGroup: not a group made by CreateGroup (a group synchronization's groups end with it)")
+        })?;
+        self.svc.delete_element_group(id)?;
+        Ok(MethodOutcome::code(0))
+    }
+
     fn group_instances(&self) -> (Vec<Instance>, Vec<Instance>, Vec<Instance>) {
         let (mut groups, mut gsyncs, mut members) = (Vec::new(), Vec::new(), Vec::new());
+        for g in self.svc.element_groups() {
+            let gp = self.group_path(g.id, ELEMENTS_SIDE);
+            groups.push(
+                Instance::new(GROUP)
+                    .with(
+                        "InstanceID",
+                        s(gp.key_str("InstanceID").unwrap_or_default()),
+                    )
+                    .with("ElementName", s(g.name.clone()))
+                    .with("Persistent", CimValue::Boolean(true))
+                    .with("DeleteOnEmptyElement", CimValue::Boolean(false))
+                    .with("DeleteOnUnassociated", CimValue::Boolean(false))
+                    .with("ConsistentPointInTime", CimValue::Boolean(false)),
+            );
+            for (i, e) in g.members.iter().enumerate() {
+                members.push(
+                    Instance::new(MEMBER)
+                        .with("Collection", CimValue::Reference(gp.clone()))
+                        .with("Member", CimValue::Reference(self.volume_path(e)))
+                        .with("AssignedSequence", CimValue::Uint64(i as u64 + 1)),
+                );
+            }
+        }
         for g in self.svc.groups() {
             let syncs: Vec<Synchronization> = g
                 .members
@@ -950,8 +1043,16 @@ impl EngineProvider {
         Ok(out)
     }
 
-    /// The members of a SourceGroup / TargetGroup reference.
+    /// The members of a SourceGroup / TargetGroup reference: a group made
+    /// by CreateGroup, or either side of a group synchronization.
     fn group_elements(&self, p: &ObjectPath, param: &str) -> MResult<Vec<ElementRef>> {
+        if let Some(id) = self.parse_element_group(p) {
+            return self
+                .svc
+                .element_group(id)
+                .map(|g| g.members)
+                .ok_or_else(|| invalid(format!("{param}: no such group")));
+        }
         let (id, source) = self
             .parse_group(p)
             .ok_or_else(|| invalid(format!("{param}: not a replication group of this service")))?;
@@ -983,16 +1084,31 @@ impl EngineProvider {
                     .map_err(|_| invalid(format!("TargetElementCount: {n} is too large")))
             })
             .transpose()?;
-        if params.get("TargetGroup").is_some() {
-            if count.is_some() {
-                return Err(invalid(
-                    "TargetGroup and TargetElementCount are mutually exclusive",
-                ));
+        let targets = match params.reference("TargetGroup") {
+            Some(g) => {
+                if count.is_some() {
+                    return Err(invalid(
+                        "TargetGroup and TargetElementCount are mutually exclusive",
+                    ));
+                }
+                if params.get("TargetPool").is_some() {
+                    return Err(invalid("TargetPool must be NULL when TargetGroup is given"));
+                }
+                let t = self.group_elements(g, "TargetGroup")?;
+                if t.len() != sources.len() {
+                    return Err(invalid(format!(
+                        "TargetGroup: {} elements for {} source elements (the counts must match)",
+                        t.len(),
+                        sources.len()
+                    )));
+                }
+                Some(t)
             }
-            return Err(unsupported(
-                "TargetGroup: the engine creates the targets of a group replica itself",
-            ));
-        }
+            None if params.get("TargetGroup").is_some() => {
+                return Err(invalid("TargetGroup: not a reference"))
+            }
+            None => None,
+        };
         if params.get("TargetSettingGoal").is_some() {
             // Accepted: targets take the source's settings.
         }
@@ -1014,7 +1130,7 @@ impl EngineProvider {
             consistency: self.consistency(params)?.unwrap_or(Consistency::Sequential),
             wait_for: self.wait_for(params)?,
         };
-        let reply = self.svc.create_group_replica(req)?;
+        let reply = self.svc.create_group_replica_onto(req, targets)?;
         let mut out = self.outcome(&reply);
         if let Some(g) = reply.synchronization {
             out = out
@@ -1416,6 +1532,8 @@ impl Provider for EngineProvider {
             "CreateSynchronizationAspect" => self.create_synchronization_aspect(params),
             "ModifyReplicaSynchronization" => self.modify_replica_synchronization(params),
             "ModifySettingsDefineState" => self.modify_settings_define_state(params),
+            "CreateGroup" => self.create_group(params),
+            "DeleteGroup" => self.delete_group(params),
             "RequestStateChange" => self.request_state_change(target, params),
             "GetErrors" => self.get_errors(target),
             m if class.name == CAPS => self.capability_method(m, params),

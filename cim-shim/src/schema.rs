@@ -396,6 +396,29 @@ const MODIFY_REPLICA_SYNCHRONIZATION: MethodDecl = MethodDecl {
     ],
 };
 
+const CREATE_GROUP: MethodDecl = MethodDecl {
+    name: "CreateGroup",
+    ret: Uint32,
+    params: &[
+        inp("GroupName", String),
+        in_refarr("Members", "CIM_ManagedElement"),
+        inp("Persistent", Boolean),
+        inp("DeleteOnEmptyElement", Boolean),
+        inp("DeleteOnUnassociated", Boolean),
+        in_embedded("ReplicationSettingData", REPLICATION_SETTING_DATA),
+        out_ref("ReplicationGroup", "CIM_ReplicationGroup"),
+    ],
+};
+
+const DELETE_GROUP: MethodDecl = MethodDecl {
+    name: "DeleteGroup",
+    ret: Uint32,
+    params: &[
+        req_ref("ReplicationGroup", "CIM_ReplicationGroup"),
+        inp("RemoveElements", Boolean),
+    ],
+};
+
 const MODIFY_SETTINGS_DEFINE_STATE: MethodDecl = MethodDecl {
     name: "ModifySettingsDefineState",
     ret: Uint32,
@@ -482,6 +505,8 @@ pub static CLASSES: &[ClassDecl] = &[
             CREATE_SYNCHRONIZATION_ASPECT,
             MODIFY_REPLICA_SYNCHRONIZATION,
             MODIFY_SETTINGS_DEFINE_STATE,
+            CREATE_GROUP,
+            DELETE_GROUP,
         ],
     },
     ClassDecl {

@@ -6,8 +6,13 @@
 //! Clone relationship from it (a cow clone plus a copy job); Restore copies
 //! the point in time back onto the source (only the extents changed since);
 //! Delete drops the snapshots; Detach forgets the link and keeps them.
-//! Attach To Target is not supported yet: cow has no way to give an
-//! existing snapshot a second name.
+//! Attach To Target presents the point in time on new targets at once,
+//! without copying: each target is a cow clone of the aspect's snapshot
+//! (sharing its extents), related to its source as a Clone (8)
+//! synchronization already Synchronized. (cow cannot give the snapshot
+//! itself a second, visible name, so the target is a writable clone of
+//! it; it keeps depending on the aspect's point in time, which cow then
+//! refuses to delete.)
 
 use std::sync::Arc;
 
@@ -82,6 +87,33 @@ impl ReplicationService {
         })
     }
 
+    /// The targets of Copy To Target / Attach To Target: `given` (one per
+    /// source) or `<aspect name>_<n>` beside each source; always in the
+    /// source's pool (they are cow clones of its point in time).
+    fn aspect_targets(a: &SynchronizationAspect, given: &[ElementRef]) -> Result<Vec<ElementRef>> {
+        if !given.is_empty() && given.len() != a.sources.len() {
+            return Err(ReplicationError::InvalidParameter(format!(
+                "{} targets for {} sources",
+                given.len(),
+                a.sources.len()
+            )));
+        }
+        let mut out = Vec::new();
+        for (i, src) in a.sources.iter().enumerate() {
+            let target = given
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| src.sibling(format!("{}_{}", a.name, i + 1)));
+            if target.pool != src.pool {
+                return Err(ReplicationError::InvalidParameter(
+                    "the target of an aspect is a clone in the source's pool".into(),
+                ));
+            }
+            out.push(target);
+        }
+        Ok(out)
+    }
+
     /// Every aspect.
     pub fn aspects(&self) -> Vec<SynchronizationAspect> {
         self.state.lock().aspects.values().cloned().collect()
@@ -130,9 +162,45 @@ impl ReplicationService {
                 reply.settings_state = None;
             }
             AspectOperation::AttachToTarget => {
-                return Err(ReplicationError::NotSupported(
-                    "Attach To Target needs cow to name an existing snapshot twice".into(),
-                ))
+                let targets = Self::aspect_targets(&a, targets)?;
+                let now = now_ms();
+                for ((src, pit), target) in a.sources.iter().zip(&a.points_in_time).zip(targets) {
+                    let pool = self.pool(&src.pool)?.clone();
+                    if pool.device(&target.name).is_ok() {
+                        return Err(ReplicationError::InUse(format!(
+                            "TargetElement: {target} exists; Attach To Target makes a new volume"
+                        )));
+                    }
+                    pool.create_clone(&pit.name, &target.name)?;
+                    let id = st.next_id();
+                    st.syncs.insert(
+                        id,
+                        Synchronization {
+                            id,
+                            name: target.name.clone(),
+                            source: src.clone(),
+                            target: target.clone(),
+                            sync_type: SyncType::Clone,
+                            mode: Mode::Asynchronous,
+                            copy_state: CopyState::Synchronized,
+                            progress: ProgressStatus::Completed,
+                            percent_synced: 100,
+                            when_established: now,
+                            when_activated: Some(a.when_point_in_time),
+                            when_synced: Some(now),
+                            when_deactivated: None,
+                            when_suspended: None,
+                            group: None,
+                            job: None,
+                            // The aspect owns the point in time.
+                            source_pits: Vec::new(),
+                            target_mark: None,
+                            pending: Default::default(),
+                        },
+                    );
+                    reply.targets.push(target);
+                    reply.synchronization = Some(id);
+                }
             }
             AspectOperation::Restore => {
                 for (src, pit) in a.sources.iter().zip(&a.points_in_time) {
@@ -152,23 +220,8 @@ impl ReplicationService {
                 reply.code = Some(ReturnCode::JobStarted);
             }
             AspectOperation::CopyToTarget => {
-                if !targets.is_empty() && targets.len() != a.sources.len() {
-                    return Err(ReplicationError::InvalidParameter(format!(
-                        "{} targets for {} sources",
-                        targets.len(),
-                        a.sources.len()
-                    )));
-                }
-                for (i, (src, pit)) in a.sources.iter().zip(&a.points_in_time).enumerate() {
-                    let target = targets
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| src.sibling(format!("{}_{}", a.name, i + 1)));
-                    if target.pool != src.pool {
-                        return Err(ReplicationError::InvalidParameter(
-                            "Copy To Target makes a clone in the source's pool".into(),
-                        ));
-                    }
+                let targets = Self::aspect_targets(&a, targets)?;
+                for ((src, pit), target) in a.sources.iter().zip(&a.points_in_time).zip(targets) {
                     let pool = self.pool(&src.pool)?.clone();
                     pool.create_clone(&pit.name, &target.name)?;
                     let per = self.replica_device(&target)?.extent_blocks();

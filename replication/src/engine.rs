@@ -124,6 +124,9 @@ pub(crate) struct State {
     pub jobs: BTreeMap<u64, Job>,
     pub groups: BTreeMap<u64, GroupSynchronization>,
     pub aspects: BTreeMap<u64, SynchronizationAspect>,
+    /// Groups of elements made by CreateGroup.
+    #[serde(default)]
+    pub element_groups: BTreeMap<u64, crate::synchronization::ElementGroup>,
     /// Hidden snapshots no record owns any more that cow cannot delete yet
     /// (a detached clone's origin).
     pub retained: Vec<ElementRef>,

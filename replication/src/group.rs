@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::engine::{ElementReplicaRequest, ReplicationService, Reply, WaitFor};
 use crate::error::{ReplicationError, Result};
 use crate::model::{Consistency, CopyState, Mode, Operation, ReturnCode, SyncType};
-use crate::synchronization::{ElementRef, GroupSynchronization};
+use crate::synchronization::{ElementGroup, ElementRef, GroupSynchronization};
 use crate::table::{decide, Decision, Effect};
 
 /// Most targets one CreateGroupReplica makes.
@@ -35,8 +35,110 @@ pub struct GroupReplicaRequest {
 }
 
 impl ReplicationService {
+    /// CreateGroup: a named group of volumes (a SourceGroup or TargetGroup
+    /// for CreateGroupReplica). Returns its id.
+    pub fn create_element_group(&self, name: &str, members: &[ElementRef]) -> Result<u64> {
+        if members.is_empty() {
+            return Err(ReplicationError::InvalidParameter(
+                "Members: a group needs at least one element".into(),
+            ));
+        }
+        if members.len() > MAX_GROUP_TARGETS as usize {
+            return Err(ReplicationError::InvalidParameter(format!(
+                "Members: more than {MAX_GROUP_TARGETS} elements"
+            )));
+        }
+        for (i, m) in members.iter().enumerate() {
+            self.pool(&m.pool)?.volume(&m.name).map_err(|_| {
+                ReplicationError::InvalidParameter(format!("Members: {m} is not a volume"))
+            })?;
+            if members[..i].contains(m) {
+                return Err(ReplicationError::InvalidParameter(format!(
+                    "Members: {m} is listed twice"
+                )));
+            }
+        }
+        let mut st = self.state.lock();
+        let id = st.next_id();
+        st.element_groups.insert(
+            id,
+            ElementGroup {
+                id,
+                name: name.to_string(),
+                members: members.to_vec(),
+            },
+        );
+        self.persist(&st)?;
+        Ok(id)
+    }
+
+    /// DeleteGroup: forgets a group made by CreateGroup (its elements stay).
+    pub fn delete_element_group(&self, id: u64) -> Result<()> {
+        let mut st = self.state.lock();
+        if st.element_groups.remove(&id).is_none() {
+            return Err(ReplicationError::InvalidParameter(format!(
+                "ReplicationGroup: no group {id}"
+            )));
+        }
+        self.persist(&st)?;
+        Ok(())
+    }
+
+    /// Every group made by CreateGroup.
+    pub fn element_groups(&self) -> Vec<ElementGroup> {
+        self.state.lock().element_groups.values().cloned().collect()
+    }
+
+    /// One group made by CreateGroup.
+    pub fn element_group(&self, id: u64) -> Option<ElementGroup> {
+        self.state.lock().element_groups.get(&id).cloned()
+    }
+
     /// CreateGroupReplica.
     pub fn create_group_replica(self: &Arc<Self>, req: GroupReplicaRequest) -> Result<Reply> {
+        self.create_group_replica_onto(req, None)
+    }
+
+    /// CreateGroupReplica with a TargetGroup: `targets` (existing volumes,
+    /// one per source, in order) become the targets; Clone and Mirror
+    /// only (a snapshot's target is always new).
+    pub fn create_group_replica_onto(
+        self: &Arc<Self>,
+        req: GroupReplicaRequest,
+        targets: Option<Vec<ElementRef>>,
+    ) -> Result<Reply> {
+        if let Some(t) = &targets {
+            if req.target_element_count.is_some() {
+                return Err(ReplicationError::InvalidParameter(
+                    "TargetGroup and TargetElementCount are mutually exclusive".into(),
+                ));
+            }
+            if req.target_pool.is_some() {
+                return Err(ReplicationError::InvalidParameter(
+                    "TargetPool must be NULL when TargetGroup is given".into(),
+                ));
+            }
+            if t.len() != req.sources.len() {
+                return Err(ReplicationError::InvalidParameter(format!(
+                    "TargetGroup has {} elements for {} source elements",
+                    t.len(),
+                    req.sources.len()
+                )));
+            }
+            if req.sync_type == SyncType::Snapshot {
+                return Err(ReplicationError::InvalidParameter(
+                    "TargetGroup: a snapshot's targets are always new; give TargetElementCount or no target"
+                        .into(),
+                ));
+            }
+            for (i, x) in t.iter().enumerate() {
+                if t[..i].contains(x) || req.sources.contains(x) {
+                    return Err(ReplicationError::InvalidParameter(format!(
+                        "TargetGroup: {x} is listed twice or is also a source"
+                    )));
+                }
+            }
+        }
         if req.sources.is_empty() {
             return Err(ReplicationError::InvalidParameter(
                 "the source group is empty".into(),
@@ -104,11 +206,12 @@ impl ReplicationService {
             ..Reply::default()
         };
         let mut failure = None;
-        for (source, name) in pairs {
+        for (i, (source, name)) in pairs.into_iter().enumerate() {
             let mut one = ElementReplicaRequest::new(req.sync_type, source);
             one.element_name = Some(name);
             one.mode = req.mode;
             one.target_pool = req.target_pool.clone();
+            one.target = targets.as_ref().and_then(|t| t.get(i).cloned());
             match self.create_pair(one, Some(gid), hold.is_some()) {
                 Ok(r) => {
                     let mut st = self.state.lock();

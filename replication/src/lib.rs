@@ -54,8 +54,10 @@
 //!   plain cow volumes; today replicated volumes must be served through
 //!   [`ReplicationService::device`] (the [`ReplicaDevice`] wrapper) so copies
 //!   and mirror forwarding see every write.
-//! - A second name for an existing snapshot (Attach To Target of an aspect)
-//!   and hidden/internal snapshot names that pool listings can skip.
+//! - A second name for an existing snapshot (Attach To Target of an aspect
+//!   would then present the point in time read-only under the target's
+//!   name; today the target is a writable cow clone of it) and
+//!   hidden/internal snapshot names that pool listings can skip.
 //!
 //! ## Use
 //! ```no_run
@@ -92,5 +94,5 @@ pub use error::ReplicationError;
 pub use group::GroupReplicaRequest;
 pub use observer::ElementObserver;
 pub use synchronization::{
-    ElementRef, GroupSynchronization, Synchronization, SynchronizationAspect,
+    ElementGroup, ElementRef, GroupSynchronization, Synchronization, SynchronizationAspect,
 };

@@ -73,6 +73,16 @@ pub struct Synchronization {
     pub pending: roaring::RoaringBitmap,
 }
 
+/// A group of elements made by CreateGroup (CIM_ReplicationGroup): a
+/// SourceGroup or TargetGroup for CreateGroupReplica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElementGroup {
+    pub id: u64,
+    /// GroupName.
+    pub name: String,
+    pub members: Vec<ElementRef>,
+}
+
 /// A group-to-group relationship (CIM_GroupSynchronized).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSynchronization {

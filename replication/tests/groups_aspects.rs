@@ -200,11 +200,42 @@ fn aspect_copies_to_a_target_and_restores_the_source() {
     env.svc
         .modify_replica_synchronization(sid, Operation::Detach, None)
         .unwrap();
-    let e = env
+    // Attach To Target: a new target presents the point in time at once
+    // (no job), related to the source as a synchronized Clone.
+    env.fill(&src, 3);
+    let r = env
         .svc
         .modify_settings_define_state(aspect, AspectOperation::AttachToTarget, &[])
+        .unwrap();
+    assert_eq!(r.code(), ReturnCode::Completed);
+    assert!(r.jobs.is_empty());
+    let view = ElementRef::new("p", "pit_1");
+    assert_eq!(r.targets, vec![view.clone()]);
+    let attached = env.svc.synchronization(r.synchronization.unwrap()).unwrap();
+    assert_eq!(
+        (
+            attached.sync_type,
+            attached.copy_state,
+            &attached.source,
+            &attached.target
+        ),
+        (SyncType::Clone, CopyState::Synchronized, &src, &view)
+    );
+    assert_eq!(env.read_all(&view), pit);
+    // Again onto the same (now existing) name: In Use.
+    let e = env
+        .svc
+        .modify_settings_define_state(
+            aspect,
+            AspectOperation::AttachToTarget,
+            std::slice::from_ref(&view),
+        )
         .unwrap_err();
-    assert_eq!(e.code(), ReturnCode::NotSupported);
+    assert_eq!(e.code(), ReturnCode::InUse);
+    env.svc
+        .modify_replica_synchronization(attached.id, Operation::Detach, None)
+        .unwrap();
+    env.pool.delete_volume("pit_1").unwrap();
     // The copy's origin is the aspect's snapshot: cow refuses to drop it.
     let e = env
         .svc
@@ -260,4 +291,67 @@ fn a_group_of_mirrors_fractures_and_resyncs_together() {
         .modify_group_synchronization(gid, Operation::Detach, &[], None)
         .unwrap();
     assert!(env.pool.check().is_clean());
+}
+
+#[test]
+fn a_target_group_made_by_create_group_receives_the_clones() {
+    let env = Env::new();
+    let a = env.volume("a", 2 * MIB);
+    let b = env.volume("b", 2 * MIB);
+    env.fill(&a, 1);
+    env.fill(&b, 2);
+    let ta = env.volume("ta", 2 * MIB);
+    let tb = env.volume("tb", 2 * MIB);
+    let group = env
+        .svc
+        .create_element_group("targets", &[ta.clone(), tb.clone()])
+        .unwrap();
+    assert_eq!(
+        env.svc.element_group(group).unwrap().members,
+        vec![ta.clone(), tb.clone()]
+    );
+    // Counts must match: 5 naming TargetGroup.
+    let one = env
+        .svc
+        .create_element_group("one", std::slice::from_ref(&ta))
+        .unwrap();
+    let e = env
+        .svc
+        .create_group_replica_onto(
+            group_request("g", SyncType::Clone, vec![a.clone(), b.clone()]),
+            Some(env.svc.element_group(one).unwrap().members),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), ReturnCode::InvalidParameter);
+    assert!(e.to_string().contains("TargetGroup"), "{e}");
+    let r = env
+        .svc
+        .create_group_replica_onto(
+            group_request("g", SyncType::Clone, vec![a.clone(), b.clone()]),
+            Some(vec![ta.clone(), tb.clone()]),
+        )
+        .unwrap();
+    let gid = r.synchronization.unwrap();
+    for m in env.svc.group(gid).unwrap().members {
+        env.svc
+            .wait_for_copy_state(m, CopyState::Synchronized, Duration::from_secs(20))
+            .unwrap();
+    }
+    let pairs: Vec<(ElementRef, ElementRef)> = env
+        .svc
+        .synchronizations()
+        .into_iter()
+        .map(|s| (s.source, s.target))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![(a.clone(), ta.clone()), (b.clone(), tb.clone())]
+    );
+    assert_eq!(env.read_all(&ta), env.read_all(&a));
+    assert_eq!(env.read_all(&tb), env.read_all(&b));
+    env.svc.delete_element_group(group).unwrap();
+    assert_eq!(
+        env.svc.delete_element_group(group).unwrap_err().code(),
+        ReturnCode::InvalidParameter
+    );
 }
