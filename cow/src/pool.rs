@@ -859,7 +859,12 @@ impl Pool {
                 origin: v
                     .base
                     .and_then(|(bv, bg)| m.vols.get(&bv).and_then(|b| b.snaps.get(&bg)).cloned()),
-                snapshots: v.snaps.values().cloned().collect(),
+                snapshots: v
+                    .snaps
+                    .values()
+                    .filter(|n| !crate::range_share::is_share_snapshot(n))
+                    .cloned()
+                    .collect(),
                 mapped_extents: v
                     .live
                     .values()
@@ -875,7 +880,12 @@ impl Pool {
         let m = &st.meta;
         let mut out = Vec::new();
         for v in m.vols.values() {
-            for (g, n) in &v.snaps {
+            // Copy offload's hidden snapshots are internal (range_share).
+            let listed = v
+                .snaps
+                .iter()
+                .filter(|(_, n)| !crate::range_share::is_share_snapshot(n));
+            for (g, n) in listed {
                 out.push(SnapshotInfo {
                     name: n.clone(),
                     volume: v.name.clone(),
@@ -911,7 +921,12 @@ impl Pool {
             checkpoint_area_bytes: self.layout.ckpt_len,
             generation: m.gen,
             volumes: m.vols.len(),
-            snapshots: m.vols.values().map(|v| v.snaps.len()).sum(),
+            snapshots: m
+                .vols
+                .values()
+                .flat_map(|v| v.snaps.values())
+                .filter(|n| !crate::range_share::is_share_snapshot(n))
+                .count(),
         }
     }
 

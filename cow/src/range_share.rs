@@ -37,6 +37,12 @@ pub const BORROW_BIT: u64 = 1 << 63;
 /// character, which no user-given name may contain).
 pub const SHARE_SNAPSHOT_PREFIX: &str = "\u{7f}share";
 
+/// Whether a snapshot name is one of the hidden snapshots shares read
+/// from (not listed by `Pool::snapshots`, `volumes` or `info`).
+pub fn is_share_snapshot(name: &str) -> bool {
+    name.starts_with(SHARE_SNAPSHOT_PREFIX)
+}
+
 /// Whether a physical-extent field holds a borrow id.
 pub fn is_borrow(pext: u64) -> bool {
     pext != TOMBSTONE && pext & BORROW_BIT != 0
@@ -347,6 +353,18 @@ impl Pool {
             self.reclaim_locked(&mut st, Some((src_vol, gen)))?;
         }
         self.commit()
+    }
+
+    /// Number of hidden share snapshots the pool holds now.
+    pub fn share_snapshots(&self) -> usize {
+        self.state
+            .read()
+            .meta
+            .vols
+            .values()
+            .flat_map(|v| v.snaps.values())
+            .filter(|n| is_share_snapshot(n))
+            .count()
     }
 
     /// Deletes the hidden share snapshots nothing borrows from (nor clones)

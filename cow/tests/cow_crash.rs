@@ -1,6 +1,7 @@
 //! Simulated power loss. Each crash point runs a seeded random workload
 //! (cached and FUA writes, flushes, unmaps, snapshot create/delete, clone
-//! create/write/delete) on the
+//! create/write/delete, copy-offload shares of whole extents from a snapshot
+//! or another volume) on the
 //! in-memory [`SimBackend`], cuts the power at a seeded I/O point, builds a
 //! crash image (all synced writes plus a random, reordered, possibly torn
 //! subset of the rest), reopens the pool from it and checks:
@@ -268,6 +269,61 @@ fn crash_point(seed: u64) -> Result<(), String> {
                 certain: ok,
                 origin: Some(origin),
             });
+            ok
+        } else if dice >= 98 {
+            // Copy offload: whole extents of a snapshot or of another
+            // volume shared into this one at the same offsets (durable on
+            // return; one record, so all or nothing at a crash).
+            let extents = VOL_BLOCKS / per_extent;
+            let first = rng.below(extents);
+            let (lba, n) = (
+                first * per_extent,
+                (1 + rng.below(extents - first)) * per_extent,
+            );
+            let (source, values) = if rng.below(2) == 0 {
+                let Some(s) = snaps
+                    .iter()
+                    .filter(|s| s.certain)
+                    .nth(rng.below(4) as usize)
+                else {
+                    continue;
+                };
+                let Ok(dev) = pool.snapshot(&s.name) else {
+                    continue;
+                };
+                (dev.extent_source(), s.image.clone())
+            } else {
+                let si = rng.below(vols.len() as u64) as usize;
+                if si == vi || !vols[si].certain {
+                    continue;
+                }
+                let Ok(dev) = pool.volume(&vols[si].name) else {
+                    continue;
+                };
+                let latest: Vec<Option<u32>> =
+                    vols[si].blocks.iter().map(BlockModel::latest).collect();
+                (dev.extent_source(), latest)
+            };
+            let Some(source) = source else {
+                return Err("a pool view has no extent source".into());
+            };
+            let ok = match vol.share_range(&source, lba, lba, n) {
+                Ok(true) => true,
+                Ok(false) => return Err("an aligned share was refused".into()),
+                Err(_) => false,
+            };
+            if ok {
+                all_durable(&mut vols, &mut snaps);
+            }
+            for b in lba..lba + n {
+                let m = &mut vols[vi].blocks[b as usize];
+                if ok {
+                    m.durable = values[b as usize];
+                    m.pending.clear();
+                } else {
+                    m.pending.push(values[b as usize]);
+                }
+            }
             ok
         } else {
             // Delete a clone (never the first volume).
