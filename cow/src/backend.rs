@@ -39,6 +39,14 @@ use crate::error::{Error, Result};
 pub trait Backend: Send + Sync {
     /// Reads exactly `buf.len()` bytes at `offset`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Reads exactly `buf.len()` bytes at `offset` only if that needs no
+    /// wait for the disk (the data is cached). `None`: it would wait, or
+    /// the backend cannot tell, or it failed; the caller then uses
+    /// [`Backend::read_at`], which reports any error. Nothing is promised
+    /// about `buf` after `None`.
+    fn try_read_at(&self, _buf: &mut [u8], _offset: u64) -> Option<()> {
+        None
+    }
     /// Writes all of `data` at `offset`.
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every completed write durable.
@@ -325,6 +333,23 @@ impl Backend for FileBackend {
             return Ok(());
         }
         self.uring_all(self.file.as_raw_fd(), buf.as_mut_ptr(), len, offset, false)
+    }
+
+    fn try_read_at(&self, buf: &mut [u8], offset: u64) -> Option<()> {
+        if self.direct.is_some() {
+            // O_DIRECT reads always go to the disk.
+            return None;
+        }
+        let offset = libc::off_t::try_from(offset).ok()?;
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: `iov` describes `buf`, which is valid for writes of its
+        // length for the duration of the call.
+        let n = unsafe { libc::preadv2(self.file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+        // EAGAIN (not all cached), a short read or any error: not here.
+        (usize::try_from(n).ok()? == buf.len()).then_some(())
     }
 
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {

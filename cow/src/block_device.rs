@@ -153,6 +153,15 @@ pub trait BlockDevice: Send + Sync + 'static {
     /// Unmapped blocks read as zeros.
     fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError>;
 
+    /// [`BlockDevice::read`] only if it needs no wait for the disk (every
+    /// block is cached or unmapped), so a caller that must not block (a
+    /// connection's own task) can answer at once. `false`: it would wait,
+    /// the device cannot tell, or the read failed; call `read`, which
+    /// reports any error. Nothing is promised about `buf` after `false`.
+    fn read_if_cached(&self, _lba: u64, _buf: &mut [u8]) -> bool {
+        false
+    }
+
     /// Writes `data` (whole blocks) at `lba`.
     fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError>;
 

@@ -107,6 +107,31 @@ impl Pool {
         Ok(())
     }
 
+    /// [`Pool::read_view`] only if no piece needs a wait for the disk
+    /// (see [`BlockDevice::read_if_cached`]).
+    fn read_view_if_cached(&self, vol: u64, at: u64, lba: u64, buf: &mut [u8]) -> bool {
+        if self.check_usable().is_err() {
+            return false;
+        }
+        let _gate = self.gate.read();
+        for p in pieces(self, lba, buf.len()) {
+            let Ok(pext) = self.state.read().meta.lookup(vol, p.vext, at) else {
+                return false;
+            };
+            let out = &mut buf[p.start..p.start + p.len];
+            match pext {
+                Some(pext) => {
+                    let at = self.layout.extent_offset(pext) + p.offset as u64;
+                    if self.backend.try_read_at(out, at).is_none() {
+                        return false;
+                    }
+                }
+                None => out.fill(0),
+            }
+        }
+        true
+    }
+
     /// Writes `data` into one extent of `vol`. The caller holds the gate.
     fn write_piece(&self, vol: u64, vext: u64, offset: usize, data: &[u8]) -> Result<()> {
         let _stripe = self.stripe(vol, vext).lock();
@@ -441,6 +466,14 @@ impl BlockDevice for Volume {
         self.pool.read_view(self.id, LIVE, lba, buf)
     }
 
+    fn read_if_cached(&self, lba: u64, buf: &mut [u8]) -> bool {
+        let in_range = self
+            .geometry
+            .blocks_in(buf.len())
+            .and_then(|blocks| self.geometry.check_range(lba, blocks));
+        in_range.is_ok() && self.pool.read_view_if_cached(self.id, LIVE, lba, buf)
+    }
+
     fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError> {
         self.pool
             .write_volume(self.id, &self.geometry, lba, data, durability)
@@ -489,6 +522,16 @@ impl BlockDevice for Snapshot {
         self.geometry.check_range(lba, blocks)?;
         self.alive()?;
         self.pool.read_view(self.vol, self.gen, lba, buf)
+    }
+
+    fn read_if_cached(&self, lba: u64, buf: &mut [u8]) -> bool {
+        let in_range = self
+            .geometry
+            .blocks_in(buf.len())
+            .and_then(|blocks| self.geometry.check_range(lba, blocks));
+        in_range.is_ok()
+            && self.alive().is_ok()
+            && self.pool.read_view_if_cached(self.vol, self.gen, lba, buf)
     }
 
     fn write(&self, _lba: u64, _data: &[u8], _d: Durability) -> Result<(), BlockError> {

@@ -154,6 +154,10 @@ impl BlockDevice for ReplicaDevice {
         self.inner.read(lba, buf)
     }
 
+    fn read_if_cached(&self, lba: u64, buf: &mut [u8]) -> bool {
+        self.inner.read_if_cached(lba, buf)
+    }
+
     fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError> {
         let g = self.geometry();
         let blocks = g.blocks_in(data.len())?;

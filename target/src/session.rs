@@ -788,8 +788,12 @@ impl Reader {
                 write: cmd.write,
                 data_out: &[],
             };
+            let epoch = target.luns.task_epoch(lun, nexus.id);
             if let Some(outcome) = target.luns.execute_if_cached(lun, nexus, &req) {
-                let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
+                // A reset (or PREEMPT AND ABORT) meanwhile aborted it.
+                if target.luns.task_epoch(lun, nexus.id) == epoch {
+                    let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
+                }
                 return;
             }
         }

@@ -72,6 +72,7 @@ pub mod block_copy;
 mod capacity;
 pub mod cdb;
 pub mod copy_domain;
+mod inline;
 mod inquiry;
 pub mod mem;
 mod mode;

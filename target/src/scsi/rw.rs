@@ -116,7 +116,14 @@ fn read(ctx: &Ctx<'_>, width: Width, lba: u64, blocks: u32) -> ScsiResult {
     let carried = (ctx.req.edtl as u64).div_ceil(bs).min(blocks as u64);
     let mut buf = BytesMut::zeroed((carried * bs) as usize);
     if carried > 0 {
-        ctx.lu.device.read(lba, &mut buf).map_err(read_err)?;
+        if !super::inline::must_not_wait() {
+            ctx.lu.device.read(lba, &mut buf).map_err(read_err)?;
+        } else if !ctx.lu.device.read_if_cached(lba, &mut buf) {
+            // Not cached: this answer is discarded, the blocking path
+            // runs the command again (see `inline`).
+            super::inline::would_wait();
+            return Err(Sense::internal());
+        }
     }
     Ok(Reply {
         data: buf,
