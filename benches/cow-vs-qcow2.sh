@@ -16,6 +16,9 @@
 #                       snapshot count of the qcow2 read test)
 #   ROUNDS=5 COUNT=4096 rounds and 4 KiB I/Os per round, IOPS tests
 #   READ_SNAPS=1000     snapshots in the read test
+#   SECTIONS="snapshot series write read delete"  which parts to run
+#   DELETE_SIZES="32G 1T"  volume delete sizes (cow only; qcow2 has no
+#                       equivalent of deleting one volume inside an image)
 # Needs qemu-img and qemu-io (QEMU) and about 3 GB free for the 1 TiB case
 # (metadata only: extents are mapped without writing their data).
 set -euo pipefail
@@ -30,6 +33,8 @@ QCOW_SERIES=${QCOW_SERIES:-1000}
 ROUNDS=${ROUNDS:-5}
 COUNT=${COUNT:-4096}
 READ_SNAPS=${READ_SNAPS:-1000}
+SECTIONS=${SECTIONS:-"snapshot series write read delete"}
+DELETE_SIZES=${DELETE_SIZES:-"32G 1T"}
 mkdir -p "$DIR"
 OUT=$DIR/results.txt
 : >"$OUT"
@@ -42,6 +47,8 @@ cargo build -q -p ironlun-cow --release --example cow_figures
 FIG=${CARGO_TARGET_DIR:-target}/release/examples/cow_figures
 
 say() { echo "$*" | tee -a "$OUT"; }
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+load() { say "# $1: load average $(cut -d' ' -f1-3 /proc/loadavg) at $(date -u +%TZ)"; }
 now_us() { echo $(($(date +%s%N) / 1000)); }
 # Median / p99 / max of numbers on stdin (one a line).
 stats() { sort -n | awk '{v[NR]=$1} END {p=int(NR*0.99+0.999); if (p<1) p=1;
@@ -54,7 +61,8 @@ say "# $(date -u +%FT%TZ) $(uname -r) $(qemu-img --version | head -1)"
 say "# disk: $(df -h "$DIR" | tail -1)"
 
 # 1. Snapshot create on fully mapped volumes.
-for size in $SIZES; do
+want snapshot && load snapshot
+want snapshot && for size in $SIZES; do
 	"$FIG" snapshot-create "$DIR" "$size" "$COW_SNAPS" | tee -a "$OUT"
 	img=$DIR/snap-$size.qcow2
 	rm -f "$img"
@@ -79,11 +87,16 @@ for size in $SIZES; do
 done
 
 # 2. The 1st vs the Nth snapshot of one volume.
-"$FIG" snapshot-series "$DIR" "$SERIES" | tee -a "$OUT"
+if want series; then
+	load series
+	"$FIG" snapshot-series "$DIR" "$SERIES" | tee -a "$OUT"
+fi
 
 # 3. 4 KiB writes: overwrite vs first write after a snapshot. Both stores
 # once with O_DIRECT (cow: IRONLUN_COW_IO=direct; qcow2: -t none) and once
 # through the page cache (cow: its default; qcow2: -t writeback).
+if want write; then
+load write
 for io in direct default; do
 	for pattern in random stride; do
 		if [ "$io" = direct ]; then
@@ -111,9 +124,12 @@ for cache in none writeback; do
 	say "qcow2 write_4k cache=$cache pattern=stride rounds=$ROUNDS count=$COUNT overwrite_iops=$p after_snapshot_iops=$a ratio=$(awk -v a="$a" -v p="$p" 'BEGIN{printf "%.3f", a/p}')"
 done
 rm -f "$img"
+fi
 
 # 4. 4 KiB reads with 0 vs READ_SNAPS snapshots (and qcow2's 1st vs Nth
 # snapshot on the way: 16 random 4 KiB writes between snapshots, as cow's).
+if want read; then
+load read
 IRONLUN_COW_IO=direct "$FIG" read "$DIR" "$ROUNDS" "$COUNT" "$READ_SNAPS" | tee -a "$OUT"
 env -u IRONLUN_COW_IO "$FIG" read "$DIR" "$ROUNDS" "$COUNT" "$READ_SNAPS" | tee -a "$OUT"
 img0=$DIR/read0.qcow2 img1=$DIR/read1.qcow2
@@ -146,4 +162,14 @@ for cache in none writeback; do
 	say "qcow2 read_4k cache=$cache pattern=stride rounds=$ROUNDS count=$COUNT snapshots=0 iops=$a snapshots=$qn iops=$b ratio=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.3f", b/a}')"
 done
 rm -f "$img0" "$img1"
+fi
+
+# 5. Volume delete of a fully mapped volume while another is being read.
+if want delete; then
+	load delete
+	for size in $DELETE_SIZES; do
+		"$FIG" delete "$DIR" "$size" | tee -a "$OUT"
+	done
+fi
+load end
 echo "results in $OUT"
