@@ -71,9 +71,10 @@ fuzz_target!(|data: &[u8]| {
             removable: data.first().is_some_and(|b| b & 0x80 != 0),
             allow_sanitize: data.first().is_some_and(|b| b & 0x40 != 0),
             state_dir: None,
+            ..LuOptions::default()
         },
     );
-    let mut map = LunMap::new();
+    let map = LunMap::new();
     map.insert(0, Arc::new(lu));
     let nexuses = [nexus(1), nexus(2)];
     map.register_nexus(&nexuses[0]);

@@ -93,7 +93,7 @@ fn read(t: &Harness, lun: u64, lba: u64, blocks: usize) -> Vec<u8> {
     c[0] = 0x88;
     c[2..10].copy_from_slice(&lba.to_be_bytes());
     c[10..14].copy_from_slice(&(blocks as u32).to_be_bytes());
-    let o = t.run_lun(lun, &c);
+    let o = t.exec(lun, &t.me, &c, &[], (blocks * 512) as u32);
     assert_eq!(o.status, 0, "{o:?}");
     o.data_in.to_vec()
 }
@@ -283,4 +283,48 @@ fn rod_token_copy_to_another_lun() {
     let (c, v) = write_using(11, &zero, 0, &[(1000, 4)]);
     assert_eq!(t.exec(1, &other, &c, &v, v.len() as u32).status, 0);
     assert_eq!(read(&t, 1, 1000, 4), vec![0u8; 4 * 512]);
+}
+
+#[test]
+fn extended_copy_between_pool_volumes_shares_extents() {
+    use ironlun_cow::Pool;
+    let dir = std::env::temp_dir().join(format!("ironlun-scsi-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("p.pool");
+    let _ = std::fs::remove_file(&path);
+    let pool = Pool::create(&path, 64 << 20, 64 << 10).unwrap();
+    let a = Arc::new(pool.create_volume("a", 16 << 20).unwrap());
+    let b = Arc::new(pool.create_volume("b", 16 << 20).unwrap());
+    let t = Harness::new(16, true);
+    let ident = |naa: [u8; 16]| LuIdentity {
+        vendor: "IRONLUN".into(),
+        product: "pool".into(),
+        revision: "0001".into(),
+        serial: format!("{:02x}", naa[15]),
+        naa,
+    };
+    t.map.insert(
+        0,
+        Arc::new(LogicalUnit::new(a, ident(NAA), LuOptions::default())),
+    );
+    t.map.insert(
+        1,
+        Arc::new(LogicalUnit::new(b, ident(NAA2), LuOptions::default())),
+    );
+    let data: Vec<u8> = [pattern(&t, 0, 0, 2048, 3), pattern(&t, 0, 2048, 2048, 5)].concat();
+    let free = pool.info().free_extents;
+    let list = xcopy_list(
+        1,
+        &[e4(&NAA, false), e4(&NAA2, false)],
+        &[b2b(0, 1, 2048, 0, 0), b2b(0, 1, 2048, 2048, 2048)],
+    );
+    let o = t.run_out(&xcopy_cdb(list.len()), &list, list.len() as u32);
+    assert_eq!(o.status, 0, "{o:?}");
+    assert_eq!(pool.info().free_extents, free, "no data extent allocated");
+    let got = [read(&t, 1, 0, 2048), read(&t, 1, 2048, 2048)].concat();
+    assert!(got == data, "destination differs");
+    assert!(pool.check().is_clean());
+    drop(t);
+    drop(pool);
+    let _ = std::fs::remove_file(&path);
 }
