@@ -17,9 +17,9 @@ def free_port():
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-P_HTTP, P_HTTPS = free_port(), free_port()
+P_HTTP, P_HTTPS, P_ISCSI = free_port(), free_port(), free_port()
 HTTP, HTTPS = f"127.0.0.1:{P_HTTP}", f"127.0.0.1:{P_HTTPS}"
-srv = subprocess.Popen([BIN, "serve", "--data-dir", f"{RUN}/data", "--iscsi-listen", f"127.0.0.1:{free_port()}",
+srv = subprocess.Popen([BIN, "serve", "--data-dir", f"{RUN}/data", "--iscsi-listen", f"127.0.0.1:{P_ISCSI}",
                         "--cim-listen", HTTP, "--cim-listen-https", HTTPS],
                        stdout=subprocess.DEVNULL, stderr=open(f"{RUN}/server.log", "w"))
 deadline = time.time() + 20
@@ -32,6 +32,7 @@ PREAMBLE = r'''unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE        # they override py
 DATA=./ironlun-data                            # what `ironlun serve --data-dir` was given
 PW=$(cut -d: -f2 "$DATA/cim-admin.credential")
 HTTP=127.0.0.1:5988 HTTPS=127.0.0.1:5989       # --cim-listen / --cim-listen-https
+ISCSI=127.0.0.1:3260                           # an iSCSI portal (--iscsi-listen)
 NS=root/cimv2/storage/iscsitarget
 PY="pywbemcli -s http://$HTTP -u admin -p $PW -d $NS"
 WB="http://admin:$PW@$HTTP/$NS"
@@ -49,7 +50,8 @@ pair() { sync "$1" "$2" | cut -d= -f2- | sed 's/",SyncedElement/"\\,SyncedElemen
 sds() { printf 'SettingsState=CIM_SettingsDefineState.ManagedElement="MSISCSITARGET_StorageVolume.DeviceID=\\"%s\\"",SettingData="CIM_SynchronizationAspect.InstanceID=\\"IRONLUN:aspect-%s\\""' "$1" "$2"; }'''
 
 RUN_PREAMBLE = PREAMBLE.replace("DATA=./ironlun-data", f"DATA={RUN}/data").replace(
-    "HTTP=127.0.0.1:5988 HTTPS=127.0.0.1:5989", f"HTTP={HTTP} HTTPS={HTTPS}")
+    "HTTP=127.0.0.1:5988 HTTPS=127.0.0.1:5989", f"HTTP={HTTP} HTTPS={HTTPS}").replace(
+    "ISCSI=127.0.0.1:3260", f"ISCSI=127.0.0.1:{P_ISCSI}")
 
 env = dict(os.environ)
 env["PATH"] = os.path.join(REPO, ".venv/bin") + ":" + env["PATH"]
@@ -57,7 +59,7 @@ env["PATH"] = os.path.join(REPO, ".venv/bin") + ":" + env["PATH"]
 def sh(cmd):
     r = subprocess.run(["bash", "-c", RUN_PREAMBLE + "\n" + cmd], capture_output=True, text=True, env=env, timeout=120)
     out = (r.stdout + r.stderr).replace(PW, "$PW").replace(RUN + "/data", "$DATA")
-    out = out.replace(f":{P_HTTP}", ":5988").replace(f":{P_HTTPS}", ":5989")
+    out = out.replace(f":{P_HTTP}", ":5988").replace(f":{P_HTTPS}", ":5989").replace(f":{P_ISCSI}", ":3260")
     return out.strip("\n")
 
 def trim(out, n):
@@ -110,14 +112,29 @@ password is replaced by `$PW`, and the ports by the defaults).
 The engine covers every pool the server uses (configured `[[pool]]`s and
 the implicit `default` pool in `<data-dir>/pool.img`); LUNs on pool volumes
 are served through the engine's device, so points in time are consistent
-with initiator writes. A replica is a volume (or snapshot) in the pool:
-serve it as a LUN by naming it in the config (`volume = "clone1"` or
+with initiator writes.
+
+A replica is a volume (or snapshot) in the pool, and it is served at once:
+the target that serves the source gets it as a new LUN under the next free
+LUN number (a snapshot read-only), and every session of that target gets
+the unit attention REPORTED LUNS DATA HAS CHANGED (6/3F/0E), so initiators
+rescan (Linux: `iscsiadm -m session -R`, or the kernel does it on the unit
+attention). A replica deleted (Return To ResourcePool) or whose point in
+time is discarded (Deactivate) loses its LUN, with the same unit
+attention; a re-taken point in time (Resync Replica) stays under its
+number. The numbers are kept in `<data-dir>/replica-luns.json`, so a
+replica keeps its LUN across restarts; a replica whose relationship ended
+(Detach, Dissolve) keeps its LUN while the volume exists. The server log
+says `serving replica as LUN target=... lun=N element=pool/name`. Turn it
+off with `[replication] expose_replicas = false` in the config; then serve
+a replica by naming it in the config (`volume = "clone1"` or
 `snapshot = "snap1"`) or export it with `ironlun volume export POOL NAME RAW`.
 
 Names: a volume's DeviceID is `<pool>/<volume or snapshot>`; jobs are
 `IRONLUN:job-<n>`, aspects `IRONLUN:aspect-<n>`, pools `IRONLUN:pool-<name>`,
-and the two sides of group synchronization `n` are the ReplicationGroups
-`IRONLUN:group-<n>-source` / `-target`. References may carry only some keys
+the two sides of group synchronization `n` are the ReplicationGroups
+`IRONLUN:group-<n>-source` / `-target`, and a group made by CreateGroup is
+`IRONLUN:group-<n>-elements`. References may carry only some keys
 (e.g. only `DeviceID`); pywbemcli accepts such short instance names for the
 method target too, wbemcli wants all keys of the object it calls.
 
@@ -131,14 +148,14 @@ Set up a shell (pywbemcli from the repo's `.venv`, or `pip install pywbemtools`)
 """
 TAIL = r"""## Not yet
 
-- TargetGroup as an input of CreateGroupReplica (the engine makes the group's
-  targets itself): 1 Not Supported; TargetElementCount and SourceGroup work.
 - Remote replication (SourceAccessPoint / TargetAccessPoint,
   ConnectivityCollection): 1 Not Supported.
-- A replica is not added to the running iSCSI target; name it in the config
-  and restart, or export it.
-- ModifySettingsDefineState Attach To Target (8) answers what the engine does
-  (1 Not Supported today).
+- TargetGroup of ModifySettingsDefineState: 1 Not Supported (give
+  TargetElement or TargetPool).
+- The reason for a 5 Invalid Parameter is in the server log only; no
+  CIM_Error instance is returned with the method's answer.
+- Attach To Target makes a writable cow clone of the point in time (cow
+  cannot give the hidden snapshot a second, read-only name yet).
 """
 md(HEAD)
 md("```sh\n" + PREAMBLE + "\n```\n")
@@ -186,6 +203,10 @@ md("The relationships:")
 ex('$PY instance get "$(sync default/default-lun0 default/clone2 | cut -d= -f2-)"', expect="CopyState = 4;")
 ex('$PY instance references "$SRC" --result-class CIM_StorageSynchronized --names-only', expect="clone1")
 
+md("""Every replica made so far is already a LUN of the target that serves the
+source (libiscsi's `iscsi-ls`; LUN 0 is the source):""")
+ex('iscsi-ls -s iscsi://$ISCSI', expect="Lun:4")
+
 md("""## ModifyReplicaSynchronization
 
 The Synchronization reference may name its volumes by DeviceID only. Resync
@@ -197,6 +218,8 @@ md("Detach (8) a synchronized clone (two independent volumes remain):")
 ex('$PY instance invokemethod "$SVC" ModifyReplicaSynchronization -p Operation=8 -p "$(sync default/default-lun0 default/clone1)"', expect="ReturnValue=0")
 md("Return To ResourcePool (19) deletes a snapshot, through wbemcli (nested references):")
 ex('wbemcli cm "$WB:$SVC" "ModifyReplicaSynchronization.Operation=19,Synchronization=MSISCSITARGET_StorageSynchronized.SystemElement=$SRC,SyncedElement=MSISCSITARGET_StorageVolume.DeviceID=\\"default/snap2\\""', expect="ModifyReplicaSynchronization: 0")
+md("Its LUN (2) is gone from the target:")
+ex('iscsi-ls -s iscsi://$ISCSI', expect="Lun:3")
 
 md("""## Mirror (SyncType 6)
 
@@ -226,6 +249,21 @@ ex(f'$PY instance invokemethod "$SVC" ModifyReplicaSynchronization -p Operation=
 ex(f'$PY instance associators "CIM_ReplicationGroup.InstanceID=\\"IRONLUN:group-{gid}-target\\"" --assoc-class CIM_OrderedMemberOfCollection --names-only', expect="nightly_1")
 ex(f'$PY instance invokemethod "$SVC" ModifyReplicaSynchronization -p Operation=5 -p "$(gsync {gid})" -p "SyncPair=$(pair default/default-lun0 default/nightly_2)"', expect="ReturnValue=0")
 
+md("""A TargetGroup: CreateGroup makes a group of existing volumes (here the
+detached clone1); as the TargetGroup of CreateGroupReplica its members
+become the targets, in order (Clone or Mirror; one member per source
+element):""")
+out = ex('$PY instance invokemethod "$SVC" CreateGroup -p GroupName=targets -p "Members=MSISCSITARGET_StorageVolume.DeviceID=\\"default/clone1\\""', expect="ReturnValue=0")
+tg = re.search(r"IRONLUN:group-(\d+)-elements", out.replace('"\n"', "")).group(1)
+ex('$PY instance enumerate CIM_ReplicationGroup --names-only', expect="-elements")
+ex(f'$PY instance invokemethod "$SVC" CreateGroupReplica -p RelationshipName=onto -p SyncType=8 -p "SourceElement=$SRC" -p \'TargetGroup=CIM_ReplicationGroup.InstanceID="IRONLUN:group-{tg}-elements"\' -p WaitForCopyState=4', expect="ReturnValue=0")
+md("""A TargetGroup whose member count differs from the source elements' is 5
+(the log says `why=TargetGroup: 1 elements for 2 source elements ...`);
+here the source group of the nightly snapshots has two members:""")
+ex(f'$PY instance invokemethod "$SVC" CreateGroupReplica -p RelationshipName=bad -p SyncType=8 -p \'SourceGroup=CIM_ReplicationGroup.InstanceID="IRONLUN:group-{gid}-source"\' -p \'TargetGroup=CIM_ReplicationGroup.InstanceID="IRONLUN:group-{tg}-elements"\'', expect="ReturnValue=5")
+md("DeleteGroup forgets a group made by CreateGroup (its volumes stay):")
+ex(f'$PY instance invokemethod "$SVC" DeleteGroup -p \'ReplicationGroup=CIM_ReplicationGroup.InstanceID="IRONLUN:group-{tg}-elements"\'', expect="ReturnValue=0")
+
 md("""## CreateSynchronizationAspect and ModifySettingsDefineState
 
 A point in time with no target, linked to its source by a SettingsDefineState:""")
@@ -240,6 +278,15 @@ ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=4 -
 md("Restore (7) copies the point in time back onto its source (only the extents changed since); Detach (6) then forgets the aspect and keeps its data:")
 ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=7 -p "$(sds default/default-lun0 {aid})"', expect="ReturnValue=")
 ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=6 -p "$(sds default/default-lun0 {aid})"', expect="ReturnValue=")
+
+md("""Attach To Target (8) presents an aspect's point in time on a new target at
+once, without a copy: the target (`<aspect name>_1`, or TargetElement) is a
+cow clone of the point in time, related to the source as a Clone already
+Synchronized, and it becomes a LUN like any replica:""")
+out = ex('$PY instance invokemethod "$SVC" CreateSynchronizationAspect -p Name=view -p SyncType=7 -p "SourceElement=$SRC"', expect="ReturnValue=0")
+vid = re.search(r"IRONLUN:aspect-(\d+)", out.replace('"\n"', "")).group(1)
+ex(f'$PY instance invokemethod "$SVC" ModifySettingsDefineState -p Operation=8 -p "$(sds default/default-lun0 {vid})"', expect="ReturnValue=0")
+ex('$PY instance get "$(sync default/default-lun0 default/view_1 | cut -d= -f2-)"', n=12, expect="CopyState = 4;")
 
 md("""## Errors
 
