@@ -17,7 +17,10 @@ pub fn report_luns(ctx: &Ctx<'_>, select: u8, alloc: u32) -> ScsiResult {
         .clear(ctx.nexus.id, REPORTED_LUNS_CHANGED);
     for lun in ctx.map.luns() {
         if let Some(lu) = ctx.map.get(lun) {
-            lu.state.lock().ua.clear(ctx.nexus.id, REPORTED_LUNS_CHANGED);
+            lu.state
+                .lock()
+                .ua
+                .clear(ctx.nexus.id, REPORTED_LUNS_CHANGED);
         }
     }
     Ok(reply)
@@ -59,6 +62,60 @@ mod tests {
         // Addressed to an unmapped LUN it still works.
         let o = t.run_lun(5, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(o.status, 0);
+    }
+
+    /// A unit mapped or unmapped while nexuses exist: REPORTED LUNS DATA
+    /// HAS CHANGED for each of them; REPORT LUNS through any unit lists the
+    /// new inventory and clears the condition on every unit for that
+    /// nexus only.
+    #[test]
+    fn luns_changed_at_run_time_are_announced_once_per_nexus() {
+        use super::super::{LogicalUnit, LuIdentity, LuOptions};
+        use std::sync::Arc;
+        const TUR: [u8; 6] = [0; 6];
+        const REPORT: [u8; 12] = [0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        let unit = || {
+            Arc::new(LogicalUnit::new(
+                Arc::new(MemDevice::new(64, true)),
+                LuIdentity {
+                    vendor: "IRONLUN".into(),
+                    product: "added".into(),
+                    revision: "0001".into(),
+                    serial: "serial-added".into(),
+                    naa: NAA,
+                },
+                LuOptions::default(),
+            ))
+        };
+        let t = Harness::new(64, true);
+        let other = t.nexus(2);
+        t.map.insert(3, unit());
+        assert_eq!(t.run(&TUR).status, 0);
+        assert_eq!(t.run_lun(3, &TUR).status, 0);
+        assert_eq!(t.run_as(&other, &TUR).status, 0);
+        t.map.insert(4, unit());
+        t.map.notify_luns_changed();
+        for lun in [0, 3] {
+            assert_sense(&t.exec(lun, &t.me, &TUR, &[], 0), 6, 0x3F, 0x0E);
+            // Reported once per unit, then cleared by being reported.
+            assert_eq!(t.exec(lun, &t.me, &TUR, &[], 0).status, 0);
+        }
+        t.map.notify_luns_changed();
+        let o = t.run(&REPORT);
+        assert_eq!(o.status, 0);
+        assert_eq!(&o.data_in[..4], &[0, 0, 0, 24], "LUNs 0, 3 and 4");
+        assert_eq!(o.data_in[8 + 8 + 1], 3);
+        assert_eq!(o.data_in[8 + 16 + 1], 4);
+        // REPORT LUNS through LUN 0 cleared it on LUN 3 too.
+        assert_eq!(t.run_lun(3, &TUR).status, 0);
+        // The other nexus still has it.
+        assert_sense(&t.run_as(&other, &TUR), 6, 0x3F, 0x0E);
+        // Unmapped: announced, then LOGICAL UNIT NOT SUPPORTED.
+        assert!(t.map.remove(4).is_some());
+        t.map.notify_luns_changed();
+        assert_sense(&t.run(&TUR), 6, 0x3F, 0x0E);
+        assert_sense(&t.run_lun(4, &TUR), 5, 0x25, 0x00);
+        assert_eq!(t.map.luns().collect::<Vec<_>>(), vec![0, 3]);
     }
 
     #[test]
