@@ -413,9 +413,9 @@ impl Pool {
         let per = (self.layout.extent_size / self.layout.block_size.max(1)) as u64;
         let aligned = per > 0
             && source.extent_blocks == per
-            && src_lba % per == 0
-            && dst_lba % per == 0
-            && blocks % per == 0;
+            && src_lba.is_multiple_of(per)
+            && dst_lba.is_multiple_of(per)
+            && blocks.is_multiple_of(per);
         if !Arc::ptr_eq(&source.pool, self) || !aligned || blocks == 0 {
             return Ok(false);
         }
