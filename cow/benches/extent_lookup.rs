@@ -19,7 +19,7 @@ const EXTENTS: u64 = (1 << 30) / EXT as u64;
 fn populated() -> Meta {
     let layout = Layout::plan(4 << 30, EXT, 512, None).unwrap();
     let mut m = Meta::new(layout);
-    let mut apply = |m: &mut Meta, r: Record| {
+    let apply = |m: &mut Meta, r: Record| {
         m.apply(&r, true).unwrap();
         m.last_seq += 1;
     };

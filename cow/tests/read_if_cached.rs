@@ -53,7 +53,7 @@ fn buffered_reads_of_written_blocks_and_holes_are_answered() {
     // Out of range or not whole blocks: left to `read`, which says why.
     let blocks = v.geometry().blocks;
     assert!(!v.read_if_cached(blocks, &mut hole));
-    assert!(!v.read_if_cached(0, &mut vec![0u8; 100]));
+    assert!(!v.read_if_cached(0, &mut [0u8; 100]));
 }
 
 #[test]
