@@ -769,6 +769,94 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+/// The CIM clients' settings for a server whose HTTP CIM port is `http`.
+fn cim_for(s: &Server, http: u16) -> Cim {
+    let cred = std::fs::read_to_string(s.dir.join("data/cim-admin.credential"))
+        .unwrap_or_else(|e| panic!("no CIM credential ({e}): {}", s.log_text()));
+    let pw = cred.trim().split_once(':').unwrap().1.to_string();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "ironlun".into());
+    Cim {
+        py: [
+            "-s",
+            &format!("http://127.0.0.1:{http}"),
+            "-u",
+            "admin",
+            "-p",
+            &pw,
+            "-d",
+            NS,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        wbem_base: format!("http://admin:{pw}@127.0.0.1:{http}/{NS}"),
+        svc: format!(
+            "MSISCSITARGET_ReplicationService.SystemCreationClassName=\"CIM_ComputerSystem\",\
+             SystemName=\"{host}\",CreationClassName=\"MSISCSITARGET_ReplicationService\",\
+             Name=\"ReplicationService\""
+        ),
+    }
+}
+
+/// `[replication] expose_replicas = false`: a replica made through CIM is
+/// not added to the running target; the configuration alone decides what
+/// is served.
+#[test]
+fn replicas_stay_unexposed_when_the_configuration_says_so() {
+    ensure_clients();
+    let http = free_port();
+    let cfg = std::env::temp_dir().join(format!("ironlun-noexpose-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[replication]\nexpose_replicas = false\n\
+             [[target]]\niqn = \"{TARGET}\"\n[[target.lun]]\nid = 0\nsize = \"1G\"\n"
+        ),
+    )
+    .unwrap();
+    let mut s = Server::start(
+        "cim-noexpose",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--cim-listen",
+            &format!("127.0.0.1:{http}"),
+        ],
+    );
+    let cim = cim_for(&s, http);
+    let mut watch = session(&s, 0);
+    let o = cim.py(&[
+        "instance",
+        "invokemethod",
+        &cim.svc,
+        "CreateElementReplica",
+        "-p",
+        "ElementName=snapN",
+        "-p",
+        "SyncType=7",
+        "-p",
+        &format!("SourceElement={}", vol(SOURCE)),
+    ]);
+    assert!(o.contains("ReturnValue=0"), "{o}");
+    let (st, _, sense) = watch.scsi(&[0u8; 6], 0, None).unwrap();
+    assert_eq!(
+        st, 0,
+        "a unit attention although nothing was exposed: {sense:02x?}"
+    );
+    assert_eq!(report_luns(&mut watch), vec![0]);
+    expect_no_lun(&s, 1);
+    assert!(
+        s.log_text().contains("replicas are not exposed as LUNs"),
+        "the log does not say exposure is off"
+    );
+    drop(watch);
+    s.stop();
+    let _ = std::fs::remove_file(&cfg);
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
 /// The number after `marker` in `text`.
 fn number_after(text: &str, marker: &str) -> Option<u64> {
     let at = text.find(marker)? + marker.len();
