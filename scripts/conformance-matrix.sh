@@ -57,8 +57,12 @@ else log "ironlun not run: no $IRONLUN_BIN or port $PORT busy"; fi
 CFG_RUNS=("lbppb 0 ALL.WriteSame10.UnmapUnaligned,ALL.WriteSame10.InvalidDataOutSize,ALL.WriteSame16.UnmapUnaligned,ALL.WriteSame16.InvalidDataOutSize,ALL.CompareAndWrite.InvalidDataOutSize"
   "readonly 1 ALL.ReadOnly" "removable 2 ALL.PreventAllow,ALL.StartStopUnit,ALL.NoMedia")
 CFG_IQN=iqn.2026-11.org.ironlun:luncfg
+cfg_ok=0
 if [ "$il_ok" = 1 ]; then
+  cfg_ok=1
   kill -TERM "$IL_PID"; for _ in $(seq 150); do kill -0 "$IL_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$IL_PID" 2>/dev/null && kill -KILL "$IL_PID"
+  wait "$IL_PID" 2>/dev/null || true
   cat > "$OUT/luncfg.toml" <<EOF
 [[target]]
 iqn = "$CFG_IQN"
@@ -82,7 +86,7 @@ EOF
   for r in "${CFG_RUNS[@]}"; do
     read -r name lun tests <<< "$r"
     log "ironlun $name LUN: $tests"
-    TESTS="$tests" OUT_DIR="$OUT/ironlun-$name" TIMEOUT="$TMO" "$RUN" "iscsi://127.0.0.1:$PORT/$CFG_IQN/$lun" "ironlun-$name" > "$OUT/ironlun-$name.summary" 2>/dev/null || il_ok=0
+    TESTS="$tests" OUT_DIR="$OUT/ironlun-$name" TIMEOUT="$TMO" "$RUN" "iscsi://127.0.0.1:$PORT/$CFG_IQN/$lun" "ironlun-$name" > "$OUT/ironlun-$name.summary" 2>/dev/null || cfg_ok=0
   done
 fi
 
@@ -145,6 +149,7 @@ suite_cell() {  # suite_cell DIR SUITE -> "p / f / s"
   echo "removable; written out by the script) runs the tests ALL skipped on the default LUN for that reason.  tgt was"
   echo "not configured so."
   echo
+  [ "$cfg_ok" = 1 ] || { echo "**These runs did not all complete; see the raw outputs.**"; echo; }
   echo "| LUN | tests | result |"
   echo "| --- | --- | --- |"
   for r in "${CFG_RUNS[@]}"; do
@@ -170,4 +175,4 @@ mv "$DOC.tmp" "$DOC"
 log "wrote $DOC (raw outputs in $OUT)"
 tail -n 1 "$OUT/ironlun.summary" 2>/dev/null | sed 's/^/ironlun: /' || true
 tail -n 1 "$OUT/tgt.summary" | sed 's/^/tgt: /' || true
-[ "$il_ok" = 1 ] && [ "$tgt_ok" = 1 ]
+[ "$il_ok" = 1 ] && [ "$cfg_ok" = 1 ] && [ "$tgt_ok" = 1 ]

@@ -862,13 +862,18 @@ impl Reader {
                     .get_mut(&tag)
                     .map(|r| r.aborted = true)
                     .is_some();
+                let exp = self.window.exp_cmdsn.load(Ordering::SeqCst);
+                let max = self.window.max_cmdsn.load(Ordering::SeqCst);
+                let in_window = !pdu::sn_lt(t.ref_cmdsn, exp) && !pdu::sn_lt(max, t.ref_cmdsn);
                 if found_collecting || found_running {
                     TmfResponse::Complete
-                } else if pdu::sn_lt(t.ref_cmdsn, self.window.exp_cmdsn.load(Ordering::SeqCst)) {
-                    // Already completed (or never arrived but its CmdSN is
-                    // past): nothing left to abort.
+                } else if in_window && pdu::sn_lt(t.ref_cmdsn, t.cmdsn) {
+                    // RFC 7143 11.5.1 b): not received yet, but its CmdSN
+                    // is in the window and before this request's.
                     TmfResponse::Complete
                 } else {
+                    // c): received and already answered (its CmdSN is
+                    // below the window), or unknown.
                     TmfResponse::TaskDoesNotExist
                 }
             }

@@ -65,6 +65,15 @@ suite_checks() {
   done
 }
 
+# skipped_for REGEX [EXTRA...]: the ALL.<suite>.<test> list (comma-separated) of the tests step 1
+# skipped with a reason matching REGEX, plus EXTRA.
+skipped_for() {
+  local re="$1"; shift
+  { printf '%s\n' "$@"
+    awk -F'\t' -v re="$re" '$4 == "SKIP" && $6 ~ re {print "ALL." $2 "." $3}' "$OUT/all/results.tsv" 2>/dev/null; } |
+    awk -F. 'NF && !seen[$0]++ && !whole[$1 "." $2] {print} NF == 2 {whole[$0] = 1}' | paste -sd, -
+}
+
 # run_suite NAME URL TESTS : runs iscsi-test-cu through the counting runner into $OUT/NAME.
 run_suite() {
   local name="$1" url="$2" tests="$3" rc=0
@@ -116,9 +125,23 @@ removable = true
 EOF
 if IRONLUN_DATA="$WORK/luncfg-data" ironlun_start "$PORT" "$WORK/luncfg.toml"; then
   CFG_URL=iscsi://127.0.0.1:$PORT/$CIQN
-  LBPPB_TESTS=ALL.WriteSame10.UnmapUnaligned,ALL.WriteSame10.InvalidDataOutSize,ALL.WriteSame16.UnmapUnaligned,ALL.WriteSame16.InvalidDataOutSize,ALL.CompareAndWrite.InvalidDataOutSize
-  run_suite lbppb "$CFG_URL/0" "$LBPPB_TESTS" && suite_checks "$OUT/lbppb" "4K-physical LUN" "" WriteSame10 WriteSame16 CompareAndWrite
-  run_suite readonly "$CFG_URL/1" ALL.ReadOnly && suite_checks "$OUT/readonly" "read-only LUN" "" ReadOnly
-  run_suite removable "$CFG_URL/2" ALL.PreventAllow,ALL.StartStopUnit,ALL.NoMedia && suite_checks "$OUT/removable" "removable LUN" "" PreventAllow StartStopUnit NoMedia
+  # Every test step 1 skipped for a configuration reason runs here, on the LUN configured so
+  # (plus the whole suites that exist for those configurations).
+  LBPPB_TESTS=$(skipped_for 'LBPPB < 2')
+  RO_TESTS=$(skipped_for 'not write-protected' ALL.ReadOnly)
+  RM_TESTS=$(skipped_for 'not removable' ALL.PreventAllow ALL.StartStopUnit ALL.NoMedia)
+  if [ -n "$LBPPB_TESTS" ]; then
+    run_suite lbppb "$CFG_URL/0" "$LBPPB_TESTS" && suite_checks "$OUT/lbppb" "4K-physical LUN" ""
+  fi
+  run_suite readonly "$CFG_URL/1" "$RO_TESTS" && suite_checks "$OUT/readonly" "read-only LUN" "" ReadOnly
+  run_suite removable "$CFG_URL/2" "$RM_TESTS" && suite_checks "$OUT/removable" "removable LUN" "" PreventAllow StartStopUnit NoMedia
+  # ...and each of them did run there.
+  missing=$(awk -F'\t' -v ok="$OTHER_CONFIG_SKIP" '$4 == "SKIP" && $6 ~ ok {print $2 "\t" $3}' "$OUT/all/results.tsv" 2>/dev/null |
+    while IFS=$'\t' read -r suite test; do
+      cat "$OUT"/lbppb/results.tsv "$OUT"/readonly/results.tsv "$OUT"/removable/results.tsv 2>/dev/null |
+        awk -F'\t' -v s="$suite" -v t="$test" '$2 == s && $3 == t {found = 1} END {exit !found}' || printf '%s.%s ' "$suite" "$test"
+    done)
+  if [ -n "$missing" ]; then fail "every configuration-skipped test ran on its LUN" "not run: $missing"
+  else pass "every configuration-skipped test ran on its LUN"; fi
 fi
 e2e_finish

@@ -396,6 +396,7 @@ impl LogicalUnit {
     }
 
     pub fn nexus_lost(&self, nexus_id: u64) {
+        self.nexus_aborts.lock().remove(&nexus_id);
         let mut st = self.state.lock();
         st.ua.remove(nexus_id);
         st.prevent.remove(&nexus_id);
