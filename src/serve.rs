@@ -116,7 +116,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             elements,
             configured: t.luns.iter().map(|l| l.id).collect(),
         });
-        entry.luns.join_copy_domain(&copy_domain);
+        entry.luns.join_copy_domain(
+            &copy_domain,
+            ironlun_target::scsi::copy_domain::CopyAccess {
+                target: entry.login.name.clone(),
+                allowed_initiators: entry.login.allowed_initiators.clone(),
+                chap: entry.login.chap.is_some(),
+            },
+        );
         entries.push(entry);
     }
     if cfg.replication.expose_replicas {

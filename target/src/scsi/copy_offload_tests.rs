@@ -328,3 +328,85 @@ fn extended_copy_between_pool_volumes_shares_extents() {
     drop(pool);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn copies_reach_other_targets_only_as_their_login_would() {
+    use super::copy_domain::{CopyAccess, CopyDomain};
+    use super::LunMap;
+    const NAA3: [u8; 16] = [0x60, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
+    for (allowed, chap, reachable) in [
+        (None, false, true),
+        (Some(vec!["IQN.2026-11.TEST:INIT".to_string()]), false, true),
+        (
+            Some(vec!["iqn.2026-11.test:someone-else".to_string()]),
+            false,
+            false,
+        ),
+        (None, true, false),
+    ] {
+        let (t, _) = two_luns();
+        let domain = CopyDomain::new();
+        t.map.join_copy_domain(
+            &domain,
+            CopyAccess {
+                target: t.me.target_port.target_name.clone(),
+                ..CopyAccess::default()
+            },
+        );
+        let other = LunMap::new();
+        let dev = Arc::new(MemDevice::new(4096, true));
+        other.insert(
+            0,
+            Arc::new(LogicalUnit::new(
+                dev,
+                LuIdentity {
+                    vendor: "IRONLUN".into(),
+                    product: "other".into(),
+                    revision: "0001".into(),
+                    serial: "serial-3".into(),
+                    naa: NAA3,
+                },
+                LuOptions::default(),
+            )),
+        );
+        other.join_copy_domain(
+            &domain,
+            CopyAccess {
+                target: "iqn.2026-11.org.ironlun:other".into(),
+                allowed_initiators: allowed,
+                chap,
+            },
+        );
+        let data = pattern(&t, 0, 0, 8, 4);
+        let list = xcopy_list(
+            1,
+            &[e4(&NAA, false), e4(&NAA3, false)],
+            &[b2b(0, 1, 8, 0, 0)],
+        );
+        let o = t.run_out(&xcopy_cdb(list.len()), &list, list.len() as u32);
+        if reachable {
+            assert_eq!(o.status, 0, "{o:?}");
+            let mut c = [0u8; 16];
+            c[0] = 0x88;
+            c[13] = 8;
+            let nexus = super::Nexus {
+                target_port: Arc::new(super::TargetPort {
+                    target_name: "iqn.2026-11.org.ironlun:other".into(),
+                    tpgt: 1,
+                    relative_port_id: 1,
+                }),
+                ..t.me.clone()
+            };
+            let req = super::CommandRequest {
+                cdb: &c,
+                edtl: 4096,
+                read: true,
+                write: false,
+                data_out: &[],
+            };
+            assert_eq!(other.execute(0, &nexus, &req).data_in.to_vec(), data);
+        } else {
+            assert_sense(&o, 0x0A, 0x0D, 0x02);
+        }
+    }
+}

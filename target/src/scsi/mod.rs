@@ -650,6 +650,8 @@ pub struct LunMap {
     /// Where copy operations find their targets and ROD tokens (see
     /// [`LunMap::join_copy_domain`]).
     copy_domain: std::sync::OnceLock<Arc<copy_domain::CopyDomain>>,
+    /// Who may reach this map's units through copies from other targets.
+    copy_access: std::sync::OnceLock<Arc<copy_domain::CopyAccess>>,
 }
 
 impl LunMap {
@@ -667,7 +669,7 @@ impl LunMap {
             lu.alua.saw(p);
         }
         if let Some(d) = self.copy_domain.get() {
-            d.add(&lu);
+            d.add(&lu, self.copy_access.get().cloned());
         }
         let old = self.luns.write().insert(lun, lu);
         if let (Some(d), Some(o)) = (self.copy_domain.get(), &old) {
@@ -677,15 +679,22 @@ impl LunMap {
     }
 
     /// Makes this map's logical units (and those inserted later) part of
-    /// `domain`, and has copy operations arriving through this map look
-    /// their targets up there (a server gives every target the same
-    /// domain, so copies may go between targets). A map that never joins
-    /// one uses a domain of its own LUNs; joining after that first use only
-    /// adds the LUNs to `domain`.
-    pub fn join_copy_domain(&self, domain: &Arc<copy_domain::CopyDomain>) {
+    /// `domain`, reachable from other targets as `access` allows, and has
+    /// copy operations arriving through this map look their targets up
+    /// there (a server gives every target the same domain, so copies may go
+    /// between targets). A map that never joins one uses a domain of its
+    /// own LUNs; joining after that first use only adds the LUNs to
+    /// `domain`.
+    pub fn join_copy_domain(
+        &self,
+        domain: &Arc<copy_domain::CopyDomain>,
+        access: copy_domain::CopyAccess,
+    ) {
+        let access = Arc::new(access);
+        let _ = self.copy_access.set(access.clone());
         let _ = self.copy_domain.set(domain.clone());
         for lu in self.units() {
-            domain.add(&lu);
+            domain.add(&lu, Some(access.clone()));
         }
     }
 
@@ -694,7 +703,7 @@ impl LunMap {
         self.copy_domain.get_or_init(|| {
             let d = copy_domain::CopyDomain::new();
             for lu in self.units() {
-                d.add(&lu);
+                d.add(&lu, None);
             }
             d
         })

@@ -48,6 +48,7 @@ pub const MAX_TOKENS: usize = 1024;
 pub mod token_error {
     pub const CAUSE_NOT_REPORTABLE: u8 = 0x00;
     pub const UNSUPPORTED_TOKEN_TYPE: u8 = 0x01;
+    pub const REMOTE_TOKEN_USAGE_NOT_SUPPORTED: u8 = 0x02;
     pub const TOKEN_UNKNOWN: u8 = 0x04;
     pub const TOKEN_CORRUPT: u8 = 0x05;
     pub const TOKEN_REVOKED: u8 = 0x06;
@@ -400,6 +401,10 @@ fn write_from_token(ctx: &Ctx<'_>, p: &WriteParams) -> Result<u64, Sense> {
         .copy_domain()
         .tokens
         .resolve(&p.token, p.delete_token)?;
+    if !ctx.map.copy_domain().admits(&src, ctx.nexus) {
+        // A token of a target this initiator may not reach.
+        return Err(invalid_token(token_error::REMOTE_TOKEN_USAGE_NOT_SUPPORTED));
+    }
     if src.device.geometry().block_size != ctx.lu.device.geometry().block_size {
         return Err(invalid_token(token_error::CAUSE_NOT_REPORTABLE));
     }

@@ -416,7 +416,7 @@ fn resolve(
     let lu = ctx
         .map
         .copy_domain()
-        .find(&t.designator)
+        .find(&t.designator, ctx.nexus)
         .ok_or_else(target_not_reachable)?;
     if t.block_size != lu.device.geometry().block_size {
         return Err(target_not_reachable());
