@@ -52,7 +52,7 @@ impl Harness {
             },
             options,
         );
-        let mut map = LunMap::new();
+        let map = LunMap::new();
         map.insert(0, Arc::new(lu));
         Harness {
             dev,
