@@ -9,9 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironlun_cow::{
-    BlockDevice, BlockError, Durability, ExtentSource, Geometry, ProvisioningRun,
-};
+use ironlun_cow::{BlockDevice, BlockError, Durability, ExtentSource, Geometry, ProvisioningRun};
 
 /// The environment variable that turns the delay on.
 pub const BACKEND_DELAY_ENV: &str = "IRONLUN_TEST_BACKEND_DELAY_MS";
@@ -25,7 +23,10 @@ pub fn backend_delay() -> Option<Duration> {
 /// `device`, slowed down when the environment asks for it.
 pub fn maybe_slow(device: Arc<dyn BlockDevice>) -> Arc<dyn BlockDevice> {
     match backend_delay() {
-        Some(delay) => Arc::new(SlowDevice { inner: device, delay }),
+        Some(delay) => Arc::new(SlowDevice {
+            inner: device,
+            delay,
+        }),
         None => device,
     }
 }
