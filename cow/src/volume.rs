@@ -113,11 +113,19 @@ impl Pool {
         if self.check_usable().is_err() {
             return false;
         }
-        let _gate = self.gate.read();
+        // Never wait here (the caller is a connection's task): a lock
+        // someone holds or waits for sends the read the slow way.
+        let Some(_gate) = self.gate.try_read() else {
+            return false;
+        };
         for p in pieces(self, lba, buf.len()) {
-            let Ok(pext) = self.state.read().meta.lookup(vol, p.vext, at) else {
+            let Some(st) = self.state.try_read() else {
                 return false;
             };
+            let Ok(pext) = st.meta.lookup(vol, p.vext, at) else {
+                return false;
+            };
+            drop(st);
             let out = &mut buf[p.start..p.start + p.len];
             match pext {
                 Some(pext) => {
