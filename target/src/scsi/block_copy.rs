@@ -11,7 +11,7 @@
 use ironlun_cow::{BlockDevice, Durability};
 
 use super::sense::Sense;
-use super::LogicalUnit;
+use super::{LogicalUnit, Nexus};
 
 /// Largest data copy done with one read and one write.
 pub const COPY_CHUNK_BYTES: u64 = 1 << 20;
@@ -33,9 +33,26 @@ impl Moved {
     }
 }
 
+/// Whether `nexus` may have the copy manager read (`write` false) or write
+/// `lu`: the unit must not be sanitizing, its medium must be in, and the
+/// access must not conflict with a reservation, exactly as a READ or WRITE
+/// the initiator sent to it would be checked. A unit other than the one the
+/// command was addressed to is answered COPY ABORTED / COPY TARGET DEVICE
+/// NOT REACHABLE (SPC-4 6.4.3: the copy target refused the access).
+pub fn admit_copy(lu: &LogicalUnit, nexus: &Nexus, write: bool) -> Result<(), Sense> {
+    lu.check_loaded()
+        .map_err(|_| super::xcopy::target_not_reachable())?;
+    if lu.reservations.copy_conflicts(nexus, write) {
+        return Err(super::xcopy::target_not_reachable());
+    }
+    Ok(())
+}
+
 /// Copies `blocks` blocks at `src_lba` of `src` to `dst_lba` of `dst`. The
 /// caller has checked both ranges against the capacities, the block sizes
-/// are equal, and the destination is writable.
+/// are equal, the destination is writable, and both units admit the copy
+/// ([`admit_copy`]). The destination range is held against other writes
+/// (and COMPARE AND WRITE) while it changes.
 pub fn copy_blocks(
     src: &LogicalUnit,
     src_lba: u64,
@@ -50,6 +67,7 @@ pub fn copy_blocks(
     if blocks == 0 {
         return Ok(moved);
     }
+    let _range = dst.ranges.lock(dst_lba, blocks);
     let same_unit = std::ptr::eq(src, dst);
     let overlapping = same_unit && src_lba < dst_lba + blocks && dst_lba < src_lba + blocks;
     if !overlapping {

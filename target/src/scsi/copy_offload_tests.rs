@@ -410,3 +410,45 @@ fn copies_reach_other_targets_only_as_their_login_would() {
         }
     }
 }
+
+/// PERSISTENT RESERVE OUT from `nexus` to `lun` with a basic parameter list.
+fn prout(t: &Harness, lun: u64, nexus: &super::Nexus, sa: u8, rtype: u8, rk: u64, sark: u64) {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&rk.to_be_bytes());
+    p[8..16].copy_from_slice(&sark.to_be_bytes());
+    let o = t.exec(lun, nexus, &[0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0], &p, 24);
+    assert_eq!(o.status, 0, "PR OUT {sa}: {o:?}");
+}
+
+#[test]
+fn copies_meet_the_other_units_reservations_and_medium() {
+    let (t, _) = two_luns();
+    let data = pattern(&t, 0, 0, 8, 5);
+    let before = read(&t, 1, 0, 8);
+    // Another initiator holds WRITE EXCLUSIVE on LUN 1.
+    let other = t.nexus(7);
+    prout(&t, 1, &other, 0, 0, 0, 0x77);
+    prout(&t, 1, &other, 1, 1, 0x77, 0);
+    // A copy into LUN 1 is refused like a WRITE from us would be, and
+    // changes nothing; reading from LUN 1 stays allowed (WRITE EXCLUSIVE).
+    let into = xcopy_list(
+        1,
+        &[e4(&NAA, false), e4(&NAA2, false)],
+        &[b2b(0, 1, 8, 0, 0)],
+    );
+    let o = t.run_out(&xcopy_cdb(into.len()), &into, into.len() as u32);
+    assert_sense(&o, 0x0A, 0x0D, 0x02);
+    assert_eq!(read(&t, 1, 0, 8), before);
+    let from = xcopy_list(
+        2,
+        &[e4(&NAA, false), e4(&NAA2, false)],
+        &[b2b(1, 0, 8, 0, 100)],
+    );
+    let o = t.run_out(&xcopy_cdb(from.len()), &from, from.len() as u32);
+    assert_eq!(o.status, 0, "{o:?}");
+    assert_eq!(read(&t, 0, 100, 8), before);
+    // The holder itself may copy into it.
+    let o = t.exec(0, &other, &xcopy_cdb(into.len()), &into, into.len() as u32);
+    assert_eq!(o.status, 0, "{o:?}");
+    assert_eq!(read(&t, 1, 0, 8), data);
+}

@@ -487,7 +487,7 @@ impl LogicalUnit {
     }
 
     /// Commands that need the medium fail with NOT READY when it is out.
-    fn check_loaded(&self) -> Result<(), Sense> {
+    pub(crate) fn check_loaded(&self) -> Result<(), Sense> {
         self.sanitize.check()?;
         if self.state.lock().loaded {
             Ok(())

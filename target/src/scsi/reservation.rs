@@ -297,6 +297,14 @@ impl Reservations {
         self.inner.lock().spc2 = None;
     }
 
+    /// Whether a copy that `nexus` asked for may not read (`write` false)
+    /// or write this unit's blocks: what a READ (10) or WRITE (10) it sent
+    /// here itself would meet.
+    pub(crate) fn copy_conflicts(&self, nexus: &Nexus, write: bool) -> bool {
+        let op = if write { 0x2A } else { 0x28 };
+        self.conflicts(nexus, &[op, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
     /// Whether `cdb` from `nexus` conflicts with a reservation.
     fn conflicts(&self, nexus: &Nexus, cdb: &[u8]) -> bool {
         let mut g = self.inner.lock();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::block_copy::copy_blocks;
+use super::block_copy::{admit_copy, copy_blocks};
 use super::copy_domain::Designator;
 use super::sense::Sense;
 use super::xcopy::{too_many_segments, HeldResult};
@@ -384,6 +384,7 @@ pub(crate) fn write_using_token(ctx: &Ctx<'_>, list_id: u32, len: u32) -> ScsiRe
 fn write_zero_token(ctx: &Ctx<'_>, p: &WriteParams) -> Result<u64, Sense> {
     let mut done = 0;
     for r in &p.ranges {
+        let _range = ctx.lu.ranges.lock(r.lba, r.blocks as u64);
         ctx.lu
             .device
             .write_zeroes(r.lba, r.blocks as u64, true)
@@ -407,6 +408,11 @@ fn write_from_token(ctx: &Ctx<'_>, p: &WriteParams) -> Result<u64, Sense> {
     }
     if src.device.geometry().block_size != ctx.lu.device.geometry().block_size {
         return Err(invalid_token(token_error::CAUSE_NOT_REPORTABLE));
+    }
+    if !std::ptr::eq(&*src, ctx.lu) {
+        // The addressed unit was admitted like any command; the source is
+        // read as the initiator would read it.
+        admit_copy(&src, ctx.nexus, false)?;
     }
     if p.offset >= src_blocks {
         return Err(Sense::invalid_param_field(8, Some(7)));

@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 
 use parking_lot::Mutex;
 
-use super::block_copy::{copy_blocks, Moved};
+use super::block_copy::{admit_copy, copy_blocks, Moved};
 use super::copy_domain::Designator;
 use super::sense::Sense;
 use super::{Ctx, LogicalUnit, Reply, ScsiResult};
@@ -442,6 +442,8 @@ fn run_segment(ctx: &Ctx<'_>, list: &CopyList, seg: &Segment) -> Result<Moved, S
     if dst.write_protected() {
         return Err(Sense::write_protected());
     }
+    admit_copy(&src, ctx.nexus, false)?;
+    admit_copy(&dst, ctx.nexus, true)?;
     copy_blocks(&src, seg.src_lba, &dst, seg.dst_lba, blocks)
 }
 
