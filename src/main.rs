@@ -1,8 +1,8 @@
 //! `ironlun`: the daemon (`ironlun serve`) and the offline CLI.
 
 mod config;
-mod fault;
 mod exposure;
+mod fault;
 mod offline;
 mod serve;
 

@@ -17,11 +17,11 @@ use ironlun_target::scsi::{LogicalUnit, LuIdentity, LuOptions, LunMap};
 use ironlun_target::server::{Server, ServerSettings, TargetEntry};
 use tracing::{error, info};
 
-use crate::exposure::{ReplicaExposure, ServedTarget};
 use crate::config::{
     file_stem, parse_size, Config, LunConfig, PoolConfig, TargetConfig, DEFAULT_POOL,
     DEFAULT_POOL_SIZE,
 };
+use crate::exposure::{ReplicaExposure, ServedTarget};
 use crate::ServeArgs;
 
 /// Runs the server; returns the process exit code.
@@ -90,7 +90,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     engine.set_copy_delay(Duration::from_millis(args.replication_copy_delay_ms));
     let cim_config = cim_config(&args, &cfg, &data_dir)?;
     if let Some(d) = crate::fault::backend_delay() {
-        tracing::warn!(delay_ms = d.as_millis() as u64, "{} is set: every LUN's backend is slowed down (a test aid)", crate::fault::BACKEND_DELAY_ENV);
+        tracing::warn!(
+            delay_ms = d.as_millis() as u64,
+            "{} is set: every LUN's backend is slowed down (a test aid)",
+            crate::fault::BACKEND_DELAY_ENV
+        );
     }
     let mut entries = Vec::new();
     // Copy offload (EXTENDED COPY, ROD tokens) reaches every LUN served.
@@ -418,7 +422,11 @@ fn lun_device(
         ));
     }
     let element = ElementRef::new(pool_name.clone(), volume.clone());
-    Ok((dev, format!("pool {pool_name} volume {volume}"), Some(element)))
+    Ok((
+        dev,
+        format!("pool {pool_name} volume {volume}"),
+        Some(element),
+    ))
 }
 
 fn build_target(

@@ -332,22 +332,14 @@ fn copy_offload_shares_within_a_pool_and_copies_across_pools() {
     xcopy(&mut c0, 2, &[n0, n2], &[b2b(0, 1, 4096, 0, 3)]);
     let token = populate(&mut c0, 0x0E0E, &[(1, 1000)]);
     assert_eq!(write_using(&mut c1, 9, &token, &[(60000, 1000)]), 1000);
-    same(
-        &read(&mut c2, 3, 4096),
-        &src[..4096 * 512],
-        "read back",
-    );
+    same(&read(&mut c2, 3, 4096), &src[..4096 * 512], "read back");
     same(
         &read(&mut c1, 60000, 1000),
         &src[512..1001 * 512],
         "read back",
     );
     xcopy(&mut c2, 3, &[n2, n1], &[b2b(0, 1, 100, 3, 90001)]);
-    same(
-        &read(&mut c1, 90001, 100),
-        &src[..100 * 512],
-        "read back",
-    );
+    same(&read(&mut c1, 90001, 100), &src[..100 * 512], "read back");
     drop((c0, c1, c2));
     s.stop();
     drop(s);

@@ -743,7 +743,12 @@ impl LunMap {
 
     /// Mapped LUN numbers in ascending order (at the time of the call).
     pub fn luns(&self) -> impl Iterator<Item = u64> {
-        self.luns.read().keys().copied().collect::<Vec<_>>().into_iter()
+        self.luns
+            .read()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     /// Every mapped unit (at the time of the call).
