@@ -44,7 +44,8 @@ command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || {
 	exit 1
 }
 cargo build -q -p ironlun-cow --release --example cow_figures
-FIG=${CARGO_TARGET_DIR:-target}/release/examples/cow_figures
+# .cargo/config.toml sends build output to build/ (target/ is a source crate here)
+FIG=${CARGO_TARGET_DIR:-build}/release/examples/cow_figures
 
 say() { echo "$*" | tee -a "$OUT"; }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
