@@ -63,23 +63,7 @@ if [ "$il_ok" = 1 ]; then
   kill -TERM "$IL_PID"; for _ in $(seq 150); do kill -0 "$IL_PID" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$IL_PID" 2>/dev/null && kill -KILL "$IL_PID"
   wait "$IL_PID" 2>/dev/null || true
-  cat > "$OUT/luncfg.toml" <<EOF
-[[target]]
-iqn = "$CFG_IQN"
-portals = ["127.0.0.1:$PORT"]
-[[target.lun]]
-id = 0
-size = "256M"
-physical_block_size = 4096
-[[target.lun]]
-id = 1
-size = "64M"
-read_only = true
-[[target.lun]]
-id = 2
-size = "64M"
-removable = true
-EOF
+  "$REPO/scripts/lun-configs.sh" "$CFG_IQN" "$PORT" > "$OUT/luncfg.toml"
   "$IRONLUN_BIN" serve ${nocim[@]+"${nocim[@]}"} --data-dir "$OUT/ironlun-cfg-data" --config "$OUT/luncfg.toml" --allow-sanitize > "$OUT/ironlun-cfg.log" 2>&1 &
   IL_PID=$!
   for _ in $(seq 300); do listening "$PORT" && break; kill -0 "$IL_PID" 2>/dev/null || break; sleep 0.1; done

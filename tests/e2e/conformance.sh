@@ -106,23 +106,7 @@ if [ "$E2E_SERVER" != ironlun ]; then
   e2e_finish; exit $?
 fi
 CIQN=iqn.2026-11.org.ironlun:luncfg
-cat > "$WORK/luncfg.toml" <<EOF
-[[target]]
-iqn = "$CIQN"
-portals = ["127.0.0.1:$PORT"]
-[[target.lun]]
-id = 0
-size = "256M"
-physical_block_size = 4096
-[[target.lun]]
-id = 1
-size = "64M"
-read_only = true
-[[target.lun]]
-id = 2
-size = "64M"
-removable = true
-EOF
+"$REPO/scripts/lun-configs.sh" "$CIQN" "$PORT" > "$WORK/luncfg.toml"
 if IRONLUN_DATA="$WORK/luncfg-data" ironlun_start "$PORT" "$WORK/luncfg.toml"; then
   CFG_URL=iscsi://127.0.0.1:$PORT/$CIQN
   # Every test step 1 skipped for a configuration reason runs here, on the LUN configured so
