@@ -9,90 +9,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cim::{ensure_clients, number_after, pywbemcli, run, unfold, Endpoint, NS};
 use common::{free_port, read10, write10, Conn, Server, TARGET};
 
-const NS: &str = "root/cimv2/storage/iscsitarget";
 const SOURCE: &str = "default/default-lun0";
 /// Blocks of the pattern written at LBA 0 (256 KiB: several 64 KiB extents).
 const BLOCKS: u16 = 512;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn pywbemcli() -> PathBuf {
-    repo().join(".venv/bin/pywbemcli")
-}
-
-fn wbemcli_runs() -> bool {
-    Command::new("wbemcli").arg("-h").output().is_ok()
-}
-
-fn ensure_clients() {
-    if pywbemcli().exists() && wbemcli_runs() {
-        return;
-    }
-    let out = Command::new("bash")
-        .arg(repo().join("cim-shim/tests/install-clients.sh"))
-        .output()
-        .expect("run install-clients.sh");
-    assert!(
-        out.status.success() && pywbemcli().exists() && wbemcli_runs(),
-        "\n\n*** REAL CIM CLIENTS UNAVAILABLE: pywbemcli ({}) and/or wbemcli could not be \
-         installed; this end-to-end test cannot run and therefore FAILS. ***\n{}\n{}\n",
-        pywbemcli().display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs a client (60 s limit) without the environment that would override
-/// its TLS or proxy settings; returns stdout + stderr.
-fn run(program: &Path, args: &[String]) -> String {
-    let mut c = Command::new("timeout");
-    c.arg("60").arg(program).args(args);
-    for v in [
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        c.env_remove(v);
-    }
-    let out = c.output().expect("run a CIM client");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("$ {} {}\n{text}", program.display(), args.join(" "));
-    text
-}
-
-/// pywbemcli folds long values over several quoted lines; join them.
-fn unfold(text: &str) -> String {
-    text.replace("\"\n\"", "")
-}
-
 fn job_id(text: &str) -> u64 {
-    let t = unfold(text);
-    let at = t
-        .find("IRONLUN:job-")
-        .unwrap_or_else(|| panic!("no job reference in:\n{text}"));
-    t[at + 12..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
+    number_after(&unfold(text), "IRONLUN:job-")
+        .unwrap_or_else(|| panic!("no job reference in:\n{text}"))
 }
 
 fn vol(id: &str) -> String {
@@ -202,6 +132,8 @@ fn read_lun(s: &Server, lun: u64) -> Vec<u8> {
 }
 
 struct Cim {
+    /// The admin password (the HTTPS calls build their own URL).
+    pw: String,
     py: Vec<String>,
     wbem_base: String,
     svc: String,
@@ -257,33 +189,8 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
     );
     s.keep = true;
     let data = s.dir.join("data");
-    let cred = std::fs::read_to_string(data.join("cim-admin.credential"))
-        .unwrap_or_else(|e| panic!("no CIM credential ({e}): {}", s.log_text()));
-    let pw = cred.trim().split_once(':').unwrap().1.to_string();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "ironlun".into());
-    let cim = Cim {
-        py: [
-            "-s",
-            &format!("http://127.0.0.1:{http}"),
-            "-u",
-            "admin",
-            "-p",
-            &pw,
-            "-d",
-            NS,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        wbem_base: format!("http://admin:{pw}@127.0.0.1:{http}/{NS}"),
-        svc: format!(
-            "MSISCSITARGET_ReplicationService.SystemCreationClassName=\"CIM_ComputerSystem\",\
-             SystemName=\"{host}\",CreationClassName=\"MSISCSITARGET_ReplicationService\",\
-             Name=\"ReplicationService\""
-        ),
-    };
+    let cim = cim_for(&s, http);
+    let pw = cim.pw.clone();
 
     write_pattern(&s, 0xA0);
     // A session open before any replica exists: every replica made below
@@ -771,32 +678,13 @@ fn replicas_made_through_the_real_cim_clients_hold_the_data() {
 
 /// The CIM clients' settings for a server whose HTTP CIM port is `http`.
 fn cim_for(s: &Server, http: u16) -> Cim {
-    let cred = std::fs::read_to_string(s.dir.join("data/cim-admin.credential"))
+    let e = Endpoint::of(&s.dir.join("data"), http)
         .unwrap_or_else(|e| panic!("no CIM credential ({e}): {}", s.log_text()));
-    let pw = cred.trim().split_once(':').unwrap().1.to_string();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "ironlun".into());
     Cim {
-        py: [
-            "-s",
-            &format!("http://127.0.0.1:{http}"),
-            "-u",
-            "admin",
-            "-p",
-            &pw,
-            "-d",
-            NS,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        wbem_base: format!("http://admin:{pw}@127.0.0.1:{http}/{NS}"),
-        svc: format!(
-            "MSISCSITARGET_ReplicationService.SystemCreationClassName=\"CIM_ComputerSystem\",\
-             SystemName=\"{host}\",CreationClassName=\"MSISCSITARGET_ReplicationService\",\
-             Name=\"ReplicationService\""
-        ),
+        pw: e.password,
+        py: e.py,
+        wbem_base: e.wbem_base,
+        svc: e.svc,
     }
 }
 
@@ -855,17 +743,6 @@ fn replicas_stay_unexposed_when_the_configuration_says_so() {
     s.stop();
     let _ = std::fs::remove_file(&cfg);
     let _ = std::fs::remove_dir_all(&s.dir);
-}
-
-/// The number after `marker` in `text`.
-fn number_after(text: &str, marker: &str) -> Option<u64> {
-    let at = text.find(marker)? + marker.len();
-    text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()
 }
 
 /// Every ModifyReplicaSynchronization operation, through wbemcli, on a

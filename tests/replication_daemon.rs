@@ -15,82 +15,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cim::{ensure_clients, number_after, pywbemcli, run, Endpoint};
 use common::{free_port, read10, write10, Conn, Server, TARGET};
 
-const NS: &str = "root/cimv2/storage/iscsitarget";
 const INITIATOR: &str = "iqn.2026-11.org.ironlun:repl-daemon";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn pywbemcli() -> PathBuf {
-    repo().join(".venv/bin/pywbemcli")
-}
-
-fn wbemcli_runs() -> bool {
-    Command::new("wbemcli").arg("-h").output().is_ok()
-}
-
-fn ensure_clients() {
-    if pywbemcli().exists() && wbemcli_runs() {
-        return;
-    }
-    let out = Command::new("bash")
-        .arg(repo().join("cim-shim/tests/install-clients.sh"))
-        .output()
-        .expect("run install-clients.sh");
-    assert!(
-        out.status.success() && pywbemcli().exists() && wbemcli_runs(),
-        "\n\n*** REAL CIM CLIENTS UNAVAILABLE: pywbemcli and/or wbemcli could not be \
-         installed; this test cannot run and therefore FAILS. ***\n{}\n{}\n",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs a client (60 s limit) without proxy / CA overrides; stdout + stderr.
-fn run(program: &Path, args: &[String]) -> String {
-    let mut c = Command::new("timeout");
-    c.arg("60").arg(program).args(args);
-    for v in [
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        c.env_remove(v);
-    }
-    let out = c.output().expect("run a CIM client");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("$ {} {}\n{text}", program.display(), args.join(" "));
-    text
-}
-
-/// The number after `marker` in `text`.
-fn number_after(text: &str, marker: &str) -> Option<u64> {
-    let at = text.find(marker)? + marker.len();
-    text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()
-}
 
 fn vol(id: &str) -> String {
     format!("MSISCSITARGET_StorageVolume.DeviceID=\"default/{id}\"")
@@ -106,32 +40,13 @@ struct Cim {
 
 impl Cim {
     fn new(data_dir: &Path, http: u16) -> Cim {
-        let cred = std::fs::read_to_string(data_dir.join("cim-admin.credential"))
+        let e = Endpoint::of(data_dir, http)
             .unwrap_or_else(|e| panic!("no CIM credential in {}: {e}", data_dir.display()));
-        let pw = cred.trim().split_once(':').unwrap().1.to_string();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "ironlun".into());
-        let base = format!("http://admin:{pw}@127.0.0.1:{http}/{NS}");
-        let svc = format!(
-            "MSISCSITARGET_ReplicationService.SystemCreationClassName=\"CIM_ComputerSystem\",\
-             SystemName=\"{host}\",CreationClassName=\"MSISCSITARGET_ReplicationService\",\
-             Name=\"ReplicationService\""
-        );
-        let py = [
-            "-s",
-            &format!("http://127.0.0.1:{http}"),
-            "-u",
-            "admin",
-            "-p",
-            &pw,
-            "-d",
-            NS,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Cim { base, svc, py }
+        Cim {
+            base: e.wbem_base,
+            svc: e.svc,
+            py: e.py,
+        }
     }
 
     /// Invokes a method of the replication service; returns its return

@@ -4,6 +4,8 @@
 //! tests/e2e; this is the fault-injection side.
 #![allow(dead_code)]
 
+pub mod cim;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
