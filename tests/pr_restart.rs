@@ -29,13 +29,9 @@ fn login(server: &Server, name: &str, isid: Option<[u8; 6]>) -> Conn {
     c
 }
 
-/// PERSISTENT RESERVE OUT with a basic 24-byte parameter list.
+/// PERSISTENT RESERVE OUT; GOOD or RESERVATION CONFLICT, nothing else.
 fn prout(c: &mut Conn, sa: u8, rtype: u8, rk: u64, sark: u64) -> u8 {
-    let mut p = vec![0u8; 24];
-    p[0..8].copy_from_slice(&rk.to_be_bytes());
-    p[8..16].copy_from_slice(&sark.to_be_bytes());
-    let cdb = [0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0];
-    let (st, _, sense) = c.scsi(&cdb, 24, Some(&p)).unwrap();
+    let (st, sense) = common::prout(c, sa, rtype, rk, sark);
     assert!(
         st == 0 || st == CONFLICT,
         "PR OUT {sa}: {st:#x} {sense:02x?}"

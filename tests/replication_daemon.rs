@@ -129,21 +129,12 @@ fn session(s: &Server, lun: u64) -> Conn {
 fn scsi(c: &mut Conn, cdb: &[u8], edtl: u32, data: Option<&[u8]>) -> (u8, Vec<u8>, Vec<u8>) {
     for _ in 0..8 {
         let r = c.scsi(cdb, edtl, data).expect("iSCSI I/O");
-        if r.0 == 2 && sense_key(&r.2) == Some(6) {
+        if r.0 == 2 && common::sense_code(&r.2).map(|(key, _, _)| key) == Some(6) {
             continue;
         }
         return r;
     }
     panic!("unit attentions without end on LUN {}", c.lun)
-}
-
-/// The sense key of fixed or descriptor format sense data.
-fn sense_key(sense: &[u8]) -> Option<u8> {
-    match sense.first().map(|b| b & 0x7f) {
-        Some(0x70 | 0x71) => sense.get(2).map(|k| k & 0x0f),
-        Some(0x72 | 0x73) => sense.get(1).map(|k| k & 0x0f),
-        _ => None,
-    }
 }
 
 /// 1 MiB of 512-byte blocks per WRITE / READ.

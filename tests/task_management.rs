@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{read10, write10, Conn, Server, TARGET};
+use common::{read10, sense_code, write10, Conn, Server, TARGET};
 use ironlun_target::pdu::{
     self, InitiatorPdu, ScsiCommand, TaskAttr, TaskMgmtRequest, TmfFunction,
 };
@@ -114,15 +114,6 @@ fn assert_never_answered(c: &mut Conn, aborted: &[u32]) {
     }
 }
 
-/// The sense key / ASC / ASCQ of a fixed or descriptor sense buffer.
-fn sense_code(sense: &[u8]) -> (u8, u8, u8) {
-    match sense.first().map(|b| b & 0x7f) {
-        Some(0x70) | Some(0x71) if sense.len() >= 14 => (sense[2] & 0x0f, sense[12], sense[13]),
-        Some(0x72) | Some(0x73) if sense.len() >= 4 => (sense[1] & 0x0f, sense[2], sense[3]),
-        _ => (0, 0, 0),
-    }
-}
-
 #[test]
 fn task_management_is_answered_while_the_backend_holds_commands() {
     // One test function: the environment is set once, before any server starts.
@@ -172,7 +163,7 @@ fn task_management_is_answered_while_the_backend_holds_commands() {
         st, 2,
         "TEST UNIT READY on b after the reset: CHECK CONDITION expected"
     );
-    let (key, asc, _) = sense_code(&sense);
+    let (key, asc, _) = sense_code(&sense).unwrap_or_default();
     assert_eq!(
         (key, asc),
         (6, 0x29),
@@ -247,7 +238,7 @@ fn task_management_is_answered_while_the_backend_holds_commands() {
     assert_eq!(st, 2, "TEST UNIT READY on b after being preempted");
     assert_eq!(
         sense_code(&sense),
-        (6, 0x2A, 0x05),
+        Some((6, 0x2A, 0x05)),
         "b's unit attention: REGISTRATIONS PREEMPTED"
     );
 
@@ -260,13 +251,9 @@ const PR_RESERVE: u8 = 1;
 const PR_PREEMPT_AND_ABORT: u8 = 5;
 const PR_WRITE_EXCLUSIVE: u8 = 1;
 
-/// PERSISTENT RESERVE OUT with a basic parameter list; returns the status.
+/// PERSISTENT RESERVE OUT that must succeed; returns the status.
 fn prout(c: &mut Conn, sa: u8, rtype: u8, rk: u64, sark: u64) -> u8 {
-    let mut p = vec![0u8; 24];
-    p[0..8].copy_from_slice(&rk.to_be_bytes());
-    p[8..16].copy_from_slice(&sark.to_be_bytes());
-    let cdb = [0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0];
-    let (st, _, sense) = c.scsi(&cdb, 24, Some(&p)).unwrap();
+    let (st, sense) = common::prout(c, sa, rtype, rk, sark);
     assert!(st == 0, "PR OUT {sa}: status {st:#x}, sense {sense:02x?}");
     st
 }

@@ -464,3 +464,25 @@ pub fn write10(lba: u32, blocks: u16) -> [u8; 10] {
     let b = blocks.to_be_bytes();
     [0x2a, 0, l[0], l[1], l[2], l[3], 0, b[0], b[1], 0]
 }
+
+/// PERSISTENT RESERVE OUT with a basic 24-byte parameter list (reservation
+/// key, service action reservation key); returns (status, sense).
+pub fn prout(c: &mut Conn, sa: u8, rtype: u8, rk: u64, sark: u64) -> (u8, Vec<u8>) {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&rk.to_be_bytes());
+    p[8..16].copy_from_slice(&sark.to_be_bytes());
+    let cdb = [0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0];
+    let (st, _, sense) = c.scsi(&cdb, 24, Some(&p)).unwrap();
+    (st, sense)
+}
+
+/// Sense key, ASC and ASCQ of fixed or descriptor format sense data (ASC
+/// and ASCQ 0 when the data stops short of them); `None` if it is neither.
+pub fn sense_code(sense: &[u8]) -> Option<(u8, u8, u8)> {
+    let at = |i: usize| sense.get(i).copied().unwrap_or(0);
+    match sense.first().map(|b| b & 0x7f) {
+        Some(0x70 | 0x71) if sense.len() > 2 => Some((at(2) & 0x0f, at(12), at(13))),
+        Some(0x72 | 0x73) if sense.len() > 1 => Some((at(1) & 0x0f, at(2), at(3))),
+        _ => None,
+    }
+}
