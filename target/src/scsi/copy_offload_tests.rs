@@ -411,12 +411,10 @@ fn copies_reach_other_targets_only_as_their_login_would() {
     }
 }
 
-/// PERSISTENT RESERVE OUT from `nexus` to `lun` with a basic parameter list.
-fn prout(t: &Harness, lun: u64, nexus: &super::Nexus, sa: u8, rtype: u8, rk: u64, sark: u64) {
-    let mut p = vec![0u8; 24];
-    p[0..8].copy_from_slice(&rk.to_be_bytes());
-    p[8..16].copy_from_slice(&sark.to_be_bytes());
-    let o = t.exec(lun, nexus, &[0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0], &p, 24);
+/// PERSISTENT RESERVE OUT from `nexus` to `lun`, which must succeed.
+fn pr_out_ok(t: &Harness, lun: u64, nexus: &super::Nexus, sa: u8, rtype: u8, rk: u64, sark: u64) {
+    let (cdb, p) = prout(sa, rtype, rk, sark, 0);
+    let o = t.exec(lun, nexus, &cdb, &p, 24);
     assert_eq!(o.status, 0, "PR OUT {sa}: {o:?}");
 }
 
@@ -427,8 +425,8 @@ fn copies_meet_the_other_units_reservations_and_medium() {
     let before = read(&t, 1, 0, 8);
     // Another initiator holds WRITE EXCLUSIVE on LUN 1.
     let other = t.nexus(7);
-    prout(&t, 1, &other, 0, 0, 0, 0x77);
-    prout(&t, 1, &other, 1, 1, 0x77, 0);
+    pr_out_ok(&t, 1, &other, 0, 0, 0, 0x77);
+    pr_out_ok(&t, 1, &other, 1, 1, 0x77, 0);
     // A copy into LUN 1 is refused like a WRITE from us would be, and
     // changes nothing; reading from LUN 1 stays allowed (WRITE EXCLUSIVE).
     let into = xcopy_list(

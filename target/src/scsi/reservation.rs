@@ -871,15 +871,6 @@ mod tests {
     use super::super::{status, CommandOutcome, LuOptions, Nexus};
     use super::*;
 
-    fn prout(sa: u8, rtype: u8, rk: u64, sark: u64, flags: u8) -> (Vec<u8>, Vec<u8>) {
-        let cdb = vec![0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0];
-        let mut p = vec![0u8; 24];
-        p[0..8].copy_from_slice(&rk.to_be_bytes());
-        p[8..16].copy_from_slice(&sark.to_be_bytes());
-        p[20] = flags;
-        (cdb, p)
-    }
-
     fn out(t: &Harness, n: &Nexus, sa: u8, rtype: u8, rk: u64, sark: u64) -> CommandOutcome {
         let (c, p) = prout(sa, rtype, rk, sark, 0);
         t.exec(0, n, &c, &p, 24)

@@ -116,6 +116,17 @@ impl Harness {
 
 /// Asserts CHECK CONDITION with the given key/ASC/ASCQ (either format).
 #[track_caller]
+/// A PERSISTENT RESERVE OUT CDB and its basic 24-byte parameter list
+/// (reservation key, service action reservation key, flags byte 20).
+pub fn prout(sa: u8, rtype: u8, rk: u64, sark: u64, flags: u8) -> (Vec<u8>, Vec<u8>) {
+    let cdb = vec![0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0];
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&rk.to_be_bytes());
+    p[8..16].copy_from_slice(&sark.to_be_bytes());
+    p[20] = flags;
+    (cdb, p)
+}
+
 pub fn assert_sense(o: &CommandOutcome, key: u8, asc: u8, ascq: u8) {
     assert_eq!(o.status, 2, "expected CHECK CONDITION, got {o:?}");
     let s = o.sense.as_ref().expect("sense data");
