@@ -364,6 +364,9 @@ impl Pools {
                 .with_context(|| format!("pool {name:?}: cannot create {}", path.display()))?
         };
         info!(pool = name, path = %path.display(), info = ?pool.info(), "pool open");
+        // Partial extents left by small writes after snapshots get their
+        // remaining data while the pool is quiet.
+        pool.start_background_fill();
         self.open.insert(name.to_string(), pool.clone());
         Ok(pool)
     }

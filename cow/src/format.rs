@@ -12,8 +12,14 @@ pub const SB_SLOT: u64 = 4096;
 pub const SB_LEN: usize = 128;
 /// Superblock magic.
 pub const SB_MAGIC: &[u8; 8] = b"IRONLUNP";
-/// Format version written by this code.
-pub const VERSION: u32 = 1;
+/// Format version written by this code (2: sub-extent redirect, records 8
+/// and 9 and the checkpoint's partial-entry section). Version 1 pools are
+/// read, and become version 2 at their next checkpoint.
+pub const VERSION: u32 = 2;
+/// Oldest format version this code reads.
+pub const MIN_VERSION: u32 = 1;
+/// A fill-source value meaning "the blocks not yet written read as zeros".
+pub const ZERO_SOURCE: u64 = u64::MAX;
 /// Journal record magic ("IJRN").
 pub const REC_MAGIC: u32 = u32::from_le_bytes(*b"IJRN");
 /// Journal record header: magic, payload length, epoch, seq.
@@ -101,6 +107,26 @@ impl Layout {
     /// Total bytes the pool occupies.
     pub fn total_len(&self) -> u64 {
         self.data_offset + self.extent_count * self.extent_size as u64
+    }
+
+    /// Bytes per granule: the unit of sub-extent redirect. An extent has at
+    /// most 128 granules (one bit each in a `u128` mask), each at least one
+    /// logical block.
+    pub fn granule_size(&self) -> u32 {
+        (self.extent_size / 128).max(self.block_size)
+    }
+
+    /// Granules per extent (at most 128).
+    pub fn granules(&self) -> u32 {
+        self.extent_size / self.granule_size()
+    }
+
+    /// The mask with every granule of an extent set.
+    pub fn full_mask(&self) -> u128 {
+        match self.granules() {
+            128 => u128::MAX,
+            n => (1u128 << n) - 1,
+        }
     }
 
     /// Byte offset of physical extent `pext`.
@@ -201,9 +227,9 @@ impl Superblock {
         }
         let mut r = Reader::new(&buf[8..SB_LEN - 4], "superblock");
         let version = r.u32()?;
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(Error::Corrupt(format!(
-                "superblock version {version}, this build reads version {VERSION}"
+                "superblock version {version}, this build reads versions {MIN_VERSION} to {VERSION}"
             )));
         }
         let _len = r.u32()?;
@@ -262,6 +288,28 @@ pub enum Record {
     },
     /// Unmaps virtual extent `vext` of `vol`.
     Unmap { vol: u64, vext: u64 },
+    /// Like `Map`, but only the granules in `valid` of the new extent hold
+    /// data; the others read from physical extent `src` (the content the
+    /// volume showed before), or as zeros when `src` is [`ZERO_SOURCE`].
+    /// Sub-extent redirect: the first small write after a snapshot writes
+    /// only its own granules (see `meta`, "Partial entries").
+    MapPartial {
+        vol: u64,
+        vext: u64,
+        pext: u64,
+        birth: u64,
+        src: u64,
+        valid: u128,
+    },
+    /// The granules in `valid` of the entry (`vol`, `vext`, born at
+    /// `birth`) now hold their data (written in place, or copied from the
+    /// fill source); when all do, the entry is an ordinary one.
+    Fill {
+        vol: u64,
+        vext: u64,
+        birth: u64,
+        valid: u128,
+    },
     /// Makes `count` virtual extents of `vol` from `vext` on read what the
     /// snapshot of `src_vol` at `src_gen` shows from `src_vext` on, without
     /// owning its extents: each gets a borrow entry (ids `first_id ..`),
@@ -285,6 +333,8 @@ const T_DELETE_SNAP: u8 = 4;
 const T_MAP: u8 = 5;
 const T_UNMAP: u8 = 6;
 const T_SHARE_RANGE: u8 = 7;
+const T_MAP_PARTIAL: u8 = 8;
+const T_FILL: u8 = 9;
 
 impl Record {
     fn encode_payload(&self, w: &mut Writer) {
@@ -349,6 +399,32 @@ impl Record {
                     w.u64(*v);
                 }
             }
+            Record::MapPartial {
+                vol,
+                vext,
+                pext,
+                birth,
+                src,
+                valid,
+            } => {
+                w.u8(T_MAP_PARTIAL);
+                for v in [vol, vext, pext, birth, src] {
+                    w.u64(*v);
+                }
+                w.u128(*valid);
+            }
+            Record::Fill {
+                vol,
+                vext,
+                birth,
+                valid,
+            } => {
+                w.u8(T_FILL);
+                for v in [vol, vext, birth] {
+                    w.u64(*v);
+                }
+                w.u128(*valid);
+            }
         }
     }
 
@@ -397,6 +473,20 @@ impl Record {
                 src_vext: r.u64()?,
                 count: r.u64()?,
                 first_id: r.u64()?,
+            },
+            T_MAP_PARTIAL => Record::MapPartial {
+                vol: r.u64()?,
+                vext: r.u64()?,
+                pext: r.u64()?,
+                birth: r.u64()?,
+                src: r.u64()?,
+                valid: r.u128()?,
+            },
+            T_FILL => Record::Fill {
+                vol: r.u64()?,
+                vext: r.u64()?,
+                birth: r.u64()?,
+                valid: r.u128()?,
             },
             t => {
                 return Err(Error::Corrupt(format!(
@@ -471,6 +561,10 @@ impl Writer {
     pub fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
+    /// A u128 as 16 little-endian bytes.
+    pub fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
     pub fn bytes(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
@@ -522,6 +616,12 @@ impl<'a> Reader<'a> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
+    }
+    pub fn u128(&mut self) -> Result<u128> {
+        let b = self.take(16)?;
+        let mut a = [0u8; 16];
+        a.copy_from_slice(b);
+        Ok(u128::from_le_bytes(a))
     }
     pub fn name(&mut self) -> Result<String> {
         let n = self.u16()? as usize;
@@ -597,6 +697,20 @@ mod tests {
                 birth: 4,
             },
             Record::Unmap { vol: 1, vext: 9 },
+            Record::MapPartial {
+                vol: 1,
+                vext: 2,
+                pext: 5,
+                birth: 6,
+                src: ZERO_SOURCE,
+                valid: 1 << 127 | 3,
+            },
+            Record::Fill {
+                vol: 1,
+                vext: 2,
+                birth: 6,
+                valid: 4,
+            },
         ];
         for (i, rec) in recs.iter().enumerate() {
             let mut out = Vec::new();

@@ -72,9 +72,15 @@
 //!   for aligned transfers; see [`backend`]).
 //!
 //! ## Known limits (next steps)
-//! - Copy-on-write granularity is the extent (64 KiB by default): the first
-//!   4 KiB write into an extent shared with a snapshot copies the other
-//!   60 KiB. Sub-extent redirection is not implemented.
+//! - Sub-extent redirect: the first small write into an extent shared with
+//!   a snapshot (or a clone's origin) writes only the granules it touches
+//!   (granule = max(block size, extent size / 128): 512 bytes for 64 KiB
+//!   extents); the rest keeps reading from the old extent until filled.
+//!   The filler ([`Pool::start_background_fill`], which `ironlun serve`
+//!   starts) fills while no write has come for 100 ms; a snapshot delete
+//!   fills what reads from it first. Past 65,536 partial entries, or where
+//!   the old content is itself partial or borrowed, a redirect copies the
+//!   untouched blocks instead.
 //! - A checkpoint writes the whole metadata state (about 24 bytes per mapped
 //!   extent); it runs when the journal region fills, at open and at close,
 //!   under an upgradable read lock (reads and in-place writes continue,

@@ -18,13 +18,30 @@
 //! clone exists) where its own map has no entry, and a *tombstone* entry
 //! hides an origin extent the clone unmapped. So no extent is ever shared
 //! between owners, and no reference counts are needed.
+//!
+//! ## Partial entries (sub-extent redirect)
+//! A small write into a shared extent does not copy the rest of the extent:
+//! the new entry is *partial*. Its extent holds only the granules in its
+//! `valid` mask (see `Layout::granule_size`); the other granules read from
+//! a *fill source*: the physical extent the volume showed just before (the
+//! old entry, which the snapshot that made the write redirect keeps as a
+//! dead entry; or the clone's origin extent), or zeros. A source is always
+//! a full (non-partial) entry's extent, and it stays allocated while a
+//! partial entry reads from it: the only way a dead source could be freed
+//! is a snapshot delete, which is refused here until the partial entries
+//! that read from it are filled (`Pool` fills them first); a clone's
+//! origin snapshot cannot be deleted at all while the clone exists. A
+//! `Fill` record marks granules as held (after an in-place write into
+//! them, or after the background filler copied them); a fully held entry
+//! is an ordinary one again. Partial entries are keyed by (vext, birth)
+//! like dead entries, so an entry keeps its mask when it is retired.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use roaring::RoaringBitmap;
 
 use crate::error::{Error, Result};
-use crate::format::{Layout, Reader, Record, Writer, CKPT_MAGIC, TOMBSTONE};
+use crate::format::{Layout, Reader, Record, Writer, CKPT_MAGIC, TOMBSTONE, ZERO_SOURCE};
 
 /// Generation value meaning "the live head", in lookups.
 pub const LIVE: u64 = u64::MAX;
@@ -44,6 +61,69 @@ pub struct Dead {
     pub death: u64,
 }
 
+/// A cheap hasher for (vext, birth) keys (metadata in memory; no
+/// untrusted input chooses them to collide).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryHash;
+
+impl std::hash::BuildHasher for EntryHash {
+    type Hasher = EntryHasher;
+    fn build_hasher(&self) -> EntryHasher {
+        EntryHasher(0)
+    }
+}
+
+/// See [`EntryHash`]: multiply-xorshift over the written words.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryHasher(u64);
+
+impl std::hash::Hasher for EntryHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(23) ^ v).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    }
+}
+
+/// What a partial entry's extent does not hold yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    /// Granules the entry's own extent holds.
+    pub valid: u128,
+    /// Where the other granules read from: a physical extent, or `None`
+    /// for zeros.
+    pub src: Option<u64>,
+}
+
+/// What a volume shows at one virtual extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Nothing mapped: zeros.
+    Zeros,
+    /// All of one physical extent.
+    Extent(u64),
+    /// Physical extent `pext` where `part.valid` says, the fill source
+    /// elsewhere.
+    Partial { pext: u64, part: Partial },
+}
+
+impl View {
+    /// The physical extent holding (some of) the data, if any.
+    pub fn pext(&self) -> Option<u64> {
+        match *self {
+            View::Zeros => None,
+            View::Extent(p) | View::Partial { pext: p, .. } => Some(p),
+        }
+    }
+}
+
 /// One volume (or clone) and its snapshots.
 #[derive(Debug, Clone, Default)]
 pub struct VolMeta {
@@ -60,6 +140,9 @@ pub struct VolMeta {
     pub dead: BTreeMap<(u64, u64), Dead>,
     /// Index of `dead` by (death, vext, birth), for snapshot delete.
     pub dead_by_death: BTreeSet<(u64, u64, u64)>,
+    /// Partial entries (live or dead), by (vext, birth). Hashed: every read
+    /// of a volume that has any looks here once per extent.
+    pub partial: HashMap<(u64, u64), Partial, EntryHash>,
 }
 
 impl VolMeta {
@@ -190,8 +273,22 @@ impl Meta {
     }
 
     /// Resolves what volume `vol` at generation `at` ([`LIVE`] for the head)
-    /// shows for virtual extent `vext`: `Some(pext)` or `None` (zeros).
+    /// shows for virtual extent `vext`: `Some(pext)` or `None` (zeros). For
+    /// a partial entry, its own extent (see [`Meta::resolve`]).
     pub fn lookup(&self, vol: u64, vext: u64, at: u64) -> Result<Option<u64>> {
+        Ok(self.resolve(vol, vext, at)?.0.pext())
+    }
+
+    /// Number of partial entries in all volumes.
+    pub fn partial_count(&self) -> usize {
+        self.vols.values().map(|v| v.partial.len()).sum()
+    }
+
+    /// Resolves what volume `vol` at generation `at` ([`LIVE`] for the head)
+    /// shows for virtual extent `vext`, and whether the answer was reached
+    /// through a copy-offload borrow.
+    pub fn resolve(&self, vol: u64, vext: u64, at: u64) -> Result<(View, bool)> {
+        let mut borrowed = false;
         let mut vol = vol;
         let mut at = at;
         let mut vext = vext;
@@ -200,29 +297,40 @@ impl Meta {
         for _ in 0..=(self.vols.len() + self.borrows.table.len()) {
             let vm = self.vol(vol)?;
             if vext >= self.extents_of(vm.size) {
-                return Ok(None);
+                return Ok((View::Zeros, borrowed));
             }
             let found = match vm.live.get(&vext) {
-                Some(l) if at == LIVE || l.birth <= at => Some(l.pext),
+                Some(l) if at == LIVE || l.birth <= at => Some((l.pext, l.birth)),
                 _ if at == LIVE => None,
                 _ => match vm.dead.range((vext, 0)..=(vext, at)).next_back() {
-                    Some((_, d)) if d.death > at => Some(d.pext),
+                    Some(((_, birth), d)) if d.death > at => Some((d.pext, *birth)),
                     _ => None,
                 },
             };
-            if let Some(p) = found {
+            if let Some((p, birth)) = found {
                 if let Some(b) = self.borrowed(p)? {
                     (vol, at, vext) = (b.vol, b.gen, b.vext);
+                    borrowed = true;
                     continue;
                 }
-                return Ok((p != TOMBSTONE).then_some(p));
+                if p == TOMBSTONE {
+                    return Ok((View::Zeros, borrowed));
+                }
+                let view = match vm.partial.get(&(vext, birth)) {
+                    Some(part) => View::Partial {
+                        pext: p,
+                        part: *part,
+                    },
+                    None => View::Extent(p),
+                };
+                return Ok((view, borrowed));
             }
             match vm.base {
                 Some((bv, bg)) => {
                     vol = bv;
                     at = bg;
                 }
-                None => return Ok(None),
+                None => return Ok((View::Zeros, borrowed)),
             }
         }
         corrupt("clone chain loops")
@@ -278,8 +386,79 @@ impl Meta {
                 vm.dead_by_death.insert((gen, vext, old.birth));
             }
         } else {
+            if let Some(vm) = self.vols.get_mut(&vol) {
+                vm.partial.remove(&(vext, old.birth));
+            }
             self.release(old.pext, durable);
         }
+    }
+
+    /// Whether a partial entry written now at `vext` of `vol` may read its
+    /// other granules from `src` (`None`: zeros): `src` is what the volume
+    /// shows there now, a full extent reached without a borrow, which stays
+    /// allocated after the new entry retires the old one (a snapshot keeps
+    /// it, or it is the clone origin's).
+    pub fn can_fill_from(&self, vol: u64, vext: u64, src: Option<u64>) -> bool {
+        let Ok((view, borrowed)) = self.resolve(vol, vext, LIVE) else {
+            return false;
+        };
+        let same = match (view, src) {
+            (View::Zeros, None) => true,
+            (View::Extent(p), Some(s)) => p == s,
+            _ => false,
+        };
+        if !same || borrowed {
+            return false;
+        }
+        let Some(vm) = self.vols.get(&vol) else {
+            return false;
+        };
+        match vm.live.get(&vext) {
+            // Its own old entry: kept only if a snapshot sees it.
+            Some(l) if Some(l.pext) == src => vm.newest_snap().is_some_and(|s| s >= l.birth),
+            _ => true,
+        }
+    }
+
+    /// The dead entries (death, vext, birth) deleting the snapshot of `vol`
+    /// at `gen` frees: those with `prev < birth <= gen < death <= next`.
+    fn doomed(vm: &VolMeta, gen: u64) -> Vec<(u64, u64, u64)> {
+        let prev = vm.snaps.range(..gen).next_back().map(|(g, _)| *g);
+        let next = vm
+            .snaps
+            .range(gen.saturating_add(1)..)
+            .next()
+            .map(|(g, _)| *g);
+        let hi = next.unwrap_or(u64::MAX);
+        let lo = gen.saturating_add(1);
+        vm.dead_by_death
+            .range((lo, 0, 0)..=(hi.max(lo), u64::MAX, u64::MAX))
+            .filter(|(_, _, birth)| *birth <= gen && prev.is_none_or(|p| *birth > p))
+            .copied()
+            .collect()
+    }
+
+    /// Partial entries (vext, birth) of `vol` that read from an extent the
+    /// delete of its snapshot at `gen` would free: they must be filled
+    /// before that delete.
+    pub fn fill_before_delete(&self, vol: u64, gen: u64) -> Vec<(u64, u64)> {
+        let Some(vm) = self.vols.get(&vol) else {
+            return Vec::new();
+        };
+        if vm.partial.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (death, vext, birth) in Self::doomed(vm, gen) {
+            let src = vm.dead.get(&(vext, birth)).map(|d| d.pext);
+            // The entry that replaced it was born when it died.
+            if let Some(p) = vm.partial.get(&(vext, death)) {
+                if p.src.is_some() && p.src == src {
+                    out.push((vext, death));
+                }
+            }
+        }
+        out
     }
 
     fn check_name(&self, name: &str) -> Result<()> {
@@ -387,29 +566,23 @@ impl Meta {
                 if self.has_clones(*vol, *gen) || self.has_borrowers(*vol, *gen) {
                     return corrupt("delete of a snapshot that has clones");
                 }
+                if !self.fill_before_delete(*vol, *gen).is_empty() {
+                    return corrupt("delete of a snapshot whose extents partial entries read from");
+                }
                 let Some(vm) = self.vols.get_mut(vol) else {
                     return corrupt(format!("snapshot delete on missing volume {vol}"));
                 };
+                if !vm.snaps.contains_key(gen) {
+                    return corrupt(format!("delete of missing snapshot {vol}@{gen}"));
+                }
+                let doomed = Self::doomed(vm, *gen);
                 let Some(name) = vm.snaps.remove(gen) else {
                     return corrupt(format!("delete of missing snapshot {vol}@{gen}"));
                 };
-                let prev = vm.snaps.range(..*gen).next_back().map(|(g, _)| *g);
-                let next = vm
-                    .snaps
-                    .range(gen.saturating_add(1)..)
-                    .next()
-                    .map(|(g, _)| *g);
-                let hi = next.unwrap_or(u64::MAX);
-                let lo = gen.saturating_add(1);
-                let doomed: Vec<(u64, u64, u64)> = vm
-                    .dead_by_death
-                    .range((lo, 0, 0)..=(hi.max(lo), u64::MAX, u64::MAX))
-                    .filter(|(_, _, birth)| *birth <= *gen && prev.is_none_or(|p| *birth > p))
-                    .copied()
-                    .collect();
                 let mut freed = Vec::with_capacity(doomed.len());
                 for (death, vext, birth) in doomed {
                     vm.dead_by_death.remove(&(death, vext, birth));
+                    vm.partial.remove(&(vext, birth));
                     if let Some(d) = vm.dead.remove(&(vext, birth)) {
                         freed.push(d.pext);
                     }
@@ -424,24 +597,55 @@ impl Meta {
                 vext,
                 pext,
                 birth,
+            } => self.apply_map(*vol, *vext, *pext, *birth, None, durable)?,
+            Record::MapPartial {
+                vol,
+                vext,
+                pext,
+                birth,
+                src,
+                valid,
             } => {
-                let Some(vm) = self.vols.get(vol) else {
-                    return corrupt(format!("map on missing volume {vol}"));
-                };
-                if *vext >= self.extents_of(vm.size) || *birth != self.gen {
-                    return corrupt(format!("bad map record for volume {vol} extent {vext}"));
+                let full = self.layout.full_mask();
+                if *valid == 0 || *valid & !full != 0 || *valid == full {
+                    return corrupt(format!(
+                        "partial map of volume {vol} extent {vext}: bad mask"
+                    ));
                 }
-                self.claim(*pext)?;
-                let new = Live {
-                    pext: *pext,
-                    birth: *birth,
+                let src = match *src {
+                    ZERO_SOURCE => None,
+                    s if s < self.layout.extent_count && s != *pext => Some(s),
+                    _ => {
+                        return corrupt(format!(
+                            "partial map of volume {vol} extent {vext}: bad source"
+                        ))
+                    }
                 };
-                let old = self
+                let part = Partial { valid: *valid, src };
+                self.apply_map(*vol, *vext, *pext, *birth, Some(part), durable)?;
+            }
+            Record::Fill {
+                vol,
+                vext,
+                birth,
+                valid,
+            } => {
+                let full = self.layout.full_mask();
+                let Some(p) = self
                     .vols
                     .get_mut(vol)
-                    .and_then(|vm| vm.live.insert(*vext, new));
-                if let Some(old) = old {
-                    self.retire(*vol, *vext, old, durable);
+                    .and_then(|vm| vm.partial.get_mut(&(*vext, *birth)))
+                else {
+                    return corrupt(format!("fill of volume {vol} extent {vext}: not partial"));
+                };
+                if *valid & !full != 0 {
+                    return corrupt(format!("fill of volume {vol} extent {vext}: bad mask"));
+                }
+                p.valid |= *valid;
+                if p.valid == full {
+                    if let Some(vm) = self.vols.get_mut(vol) {
+                        vm.partial.remove(&(*vext, *birth));
+                    }
                 }
             }
             Record::Unmap { vol, vext } => {
@@ -498,6 +702,38 @@ impl Meta {
         Ok(())
     }
 
+    /// `Map` and `MapPartial`: `vext` of `vol` now maps `pext`, born at the
+    /// current generation; the old entry is retired.
+    fn apply_map(
+        &mut self,
+        vol: u64,
+        vext: u64,
+        pext: u64,
+        birth: u64,
+        part: Option<Partial>,
+        durable: bool,
+    ) -> Result<()> {
+        let Some(vm) = self.vols.get(&vol) else {
+            return corrupt(format!("map on missing volume {vol}"));
+        };
+        if vext >= self.extents_of(vm.size) || birth != self.gen {
+            return corrupt(format!("bad map record for volume {vol} extent {vext}"));
+        }
+        self.claim(pext)?;
+        let new = Live { pext, birth };
+        let old = self
+            .vols
+            .get_mut(&vol)
+            .and_then(|vm| vm.live.insert(vext, new));
+        if let Some(old) = old {
+            self.retire(vol, vext, old, durable);
+        }
+        if let (Some(part), Some(vm)) = (part, self.vols.get_mut(&vol)) {
+            vm.partial.insert((vext, birth), part);
+        }
+        Ok(())
+    }
+
     /// Encodes the checkpoint blob (see FORMAT.md). Extents pending free or
     /// reserved count as free: the checkpoint covers the records that freed
     /// them, and a reservation does not survive a restart.
@@ -543,7 +779,24 @@ impl Meta {
         let _ = free.serialize_into(&mut fb);
         w.u64(fb.len() as u64);
         w.bytes(&fb);
-        self.encode_borrows(&mut w);
+        let partials = self.partial_count();
+        // The partial section follows the borrow section, so that one is
+        // written (maybe empty) whenever partial entries exist.
+        self.encode_borrows(&mut w, partials > 0);
+        if partials > 0 {
+            w.u64(partials as u64);
+            for vm in self.vols.values() {
+                let mut keyed: Vec<_> = vm.partial.iter().collect();
+                keyed.sort_unstable_by_key(|(k, _)| **k);
+                for ((vext, birth), p) in keyed {
+                    w.u64(vm.id);
+                    w.u64(*vext);
+                    w.u64(*birth);
+                    w.u64(p.src.unwrap_or(ZERO_SOURCE));
+                    w.u128(p.valid);
+                }
+            }
+        }
         w.0
     }
 
@@ -632,6 +885,34 @@ impl Meta {
         m.free = RoaringBitmap::deserialize_from(fb)
             .map_err(|e| Error::Corrupt(format!("checkpoint free-space bitmap: {e}")))?;
         m.decode_borrows(&mut r)?;
+        if r.remaining() > 0 {
+            let n = r.u64()?;
+            if n > (r.remaining() / 48) as u64 {
+                return corrupt("partial entry count exceeds the checkpoint");
+            }
+            let full = layout.full_mask();
+            for _ in 0..n {
+                let vol = r.u64()?;
+                let vext = r.u64()?;
+                let birth = r.u64()?;
+                let src = r.u64()?;
+                let valid = r.u128()?;
+                if valid == 0 || valid & !full != 0 || valid == full {
+                    return corrupt("partial entry with a bad mask");
+                }
+                let src = (src != ZERO_SOURCE).then_some(src);
+                let Some(vm) = m.vols.get_mut(&vol) else {
+                    return corrupt(format!("partial entry of missing volume {vol}"));
+                };
+                if vm
+                    .partial
+                    .insert((vext, birth), Partial { valid, src })
+                    .is_some()
+                {
+                    return corrupt("partial entry listed twice");
+                }
+            }
+        }
         r.end()?;
         for vm in m.vols.values() {
             if let Some((bv, bg)) = vm.base {
@@ -653,6 +934,36 @@ impl Meta {
         let mut owners: HashMap<u64, u32> = HashMap::new();
         let mut problems = Vec::new();
         let mut unreachable = 0u64;
+        // Extents of partial entries, and the fill sources they read from.
+        let mut partial_extents: BTreeSet<u64> = BTreeSet::new();
+        let mut fill_sources: Vec<(String, u64, u64)> = Vec::new();
+        let full = self.layout.full_mask();
+        for vm in self.vols.values() {
+            for (&(vext, birth), p) in &vm.partial {
+                let pext = match vm.live.get(&vext) {
+                    Some(l) if l.birth == birth => Some(l.pext),
+                    _ => vm.dead.get(&(vext, birth)).map(|d| d.pext),
+                };
+                match pext {
+                    Some(pext) if pext != TOMBSTONE && !crate::range_share::is_borrow(pext) => {
+                        partial_extents.insert(pext);
+                    }
+                    _ => problems.push(format!(
+                        "volume {:?}: partial entry for extent {vext} born {birth} has no extent",
+                        vm.name
+                    )),
+                }
+                if p.valid == 0 || p.valid & !full != 0 || p.valid == full {
+                    problems.push(format!(
+                        "volume {:?}: partial entry for extent {vext} has mask {:#x}",
+                        vm.name, p.valid
+                    ));
+                }
+                if let Some(src) = p.src {
+                    fill_sources.push((vm.name.clone(), vext, src));
+                }
+            }
+        }
         for vm in self.vols.values() {
             let extents = self.extents_of(vm.size);
             for (vext, l) in &vm.live {
@@ -708,6 +1019,13 @@ impl Meta {
                 {
                     problems.push(format!("clone {:?}: origin snapshot missing", vm.name));
                 }
+            }
+        }
+        for (name, vext, src) in fill_sources {
+            if !owners.contains_key(&src) || partial_extents.contains(&src) {
+                problems.push(format!(
+                    "volume {name:?}: extent {vext} fills from physical extent {src}, which no full entry owns"
+                ));
             }
         }
         // Extents of deleted volumes not yet returned count as free.
@@ -901,7 +1219,7 @@ mod tests {
         /// accepted or refused as corruption, never a panic.
         #[test]
         fn arbitrary_records_never_panic(recs in proptest::collection::vec(
-            (0u8..7, any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()), 1..20)) {
+            (0u8..8, any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()), 1..20)) {
             let mut m = sample();
             for (t, a, b, c, d, small) in recs {
                 let f = |v: u64| if small { v % 12 } else { v };
@@ -911,6 +1229,8 @@ mod tests {
                     2 => Record::Snapshot { vol: f(a), gen: f(b), name: format!("s{c}") },
                     3 => Record::DeleteSnapshot { vol: f(a), gen: f(b) },
                     4 => Record::Map { vol: f(a), vext: f(b), pext: f(c), birth: f(d) },
+                    5 => Record::MapPartial { vol: f(a), vext: f(b), pext: f(c), birth: f(d), src: f(d ^ a), valid: (c as u128) << (a % 100) },
+                    6 => Record::Fill { vol: f(a), vext: f(b), birth: f(c), valid: d as u128 },
                     _ => Record::Unmap { vol: f(a), vext: f(b) },
                 };
                 let _ = m.apply(&rec, false);

@@ -41,6 +41,11 @@ const STRIPES: usize = 1024;
 /// Entries of deleted volumes returned to the free space per reclaim step
 /// (one step rides on each write and each commit; about a millisecond).
 const RECLAIM_BATCH: usize = 8192;
+/// The background filler's period, the quiet time it waits for, and the
+/// partial entries it fills per tick.
+const FILL_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+const FILL_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+const FILL_BATCH: usize = 64;
 
 /// How to create a pool.
 #[derive(Debug, Clone)]
@@ -101,6 +106,10 @@ pub struct Pool {
     pub(crate) gate: RwLock<()>,
     stripes: Vec<Mutex<()>>,
     failed: AtomicBool,
+    /// When the pool was opened, and the last data write (milliseconds
+    /// after that), for the background filler.
+    opened: std::time::Instant,
+    last_write_ms: AtomicU64,
 }
 
 /// One volume as listed.
@@ -355,6 +364,8 @@ impl Pool {
             gate: RwLock::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             failed: AtomicBool::new(false),
+            opened: std::time::Instant::now(),
+            last_write_ms: AtomicU64::new(0),
         });
         if !read_only {
             pool.checkpoint()?;
@@ -823,7 +834,7 @@ impl Pool {
     /// while a clone is based on it.
     pub fn delete_snapshot(&self, name: &str) -> Result<()> {
         self.check_writable()?;
-        {
+        for attempt in 0.. {
             let mut st = self.state.write();
             let (vol, gen) = match st.meta.names.get(name) {
                 Some(Named::Snapshot { vol, gen }) => (*vol, *gen),
@@ -841,9 +852,181 @@ impl Pool {
                     "snapshot {name:?} is the source of a copy-offload share"
                 )));
             }
+            if !st.meta.fill_before_delete(vol, gen).is_empty() {
+                drop(st);
+                // Partial entries read from extents only this snapshot
+                // keeps: give them their data first. No new entry can come
+                // to read from them, so one pass does it (the bound only
+                // guards against a damaged map).
+                if attempt == 3 {
+                    return Err(Error::Busy(format!(
+                        "snapshot {name:?}: partial entries reading from it could not be filled"
+                    )));
+                }
+                self.fill_for_delete(vol, gen)?;
+                continue;
+            }
             self.log(&mut st, Record::DeleteSnapshot { vol, gen })?;
+            break;
         }
         self.commit()
+    }
+
+    /// Fills the partial entries that read from extents deleting the
+    /// snapshot of `vol` at `gen` would free.
+    pub(crate) fn fill_for_delete(&self, vol: u64, gen: u64) -> Result<()> {
+        let keys = self.state.read().meta.fill_before_delete(vol, gen);
+        let _gate = self.gate.read();
+        for (vext, birth) in keys {
+            self.fill_entry(vol, vext, birth)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the granules a partial entry does not hold from its fill
+    /// source into its extent and logs `Fill`. The caller holds the gate.
+    /// Returns false if the entry was not (or no longer) partial.
+    pub(crate) fn fill_entry(&self, vol: u64, vext: u64, birth: u64) -> Result<bool> {
+        let _stripe = self.stripe(vol, vext).lock();
+        let (pext, part) = {
+            let st = self.state.read();
+            let Some(vm) = st.meta.vols.get(&vol) else {
+                return Ok(false);
+            };
+            let Some(part) = vm.partial.get(&(vext, birth)).copied() else {
+                return Ok(false);
+            };
+            let pext = match vm.live.get(&vext) {
+                Some(l) if l.birth == birth => l.pext,
+                _ => match vm.dead.get(&(vext, birth)) {
+                    Some(d) => d.pext,
+                    None => return Ok(false),
+                },
+            };
+            (pext, part)
+        };
+        let g = self.layout.granule_size() as u64;
+        let missing = self.layout.full_mask() & !part.valid;
+        let mut buf = Vec::new();
+        let mut gi = 0u64;
+        while gi < self.layout.granules() as u64 {
+            if missing >> gi & 1 == 0 {
+                gi += 1;
+                continue;
+            }
+            let first = gi;
+            while gi < self.layout.granules() as u64 && missing >> gi & 1 == 1 {
+                gi += 1;
+            }
+            let (off, len) = (first * g, ((gi - first) * g) as usize);
+            buf.clear();
+            buf.resize(len, 0);
+            if let Some(src) = part.src {
+                self.backend
+                    .read_at(&mut buf, self.layout.extent_offset(src) + off)?;
+            }
+            self.backend
+                .write_at(&buf, self.layout.extent_offset(pext) + off)?;
+        }
+        let mut st = self.state.write();
+        let still = st
+            .meta
+            .vols
+            .get(&vol)
+            .is_some_and(|vm| vm.partial.get(&(vext, birth)) == Some(&part));
+        if !still {
+            return Ok(false);
+        }
+        self.log(
+            &mut st,
+            Record::Fill {
+                vol,
+                vext,
+                birth,
+                valid: missing,
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// Fills up to `budget` partial entries (oldest volumes and extents
+    /// first); returns how many it filled.
+    pub fn fill_partials(&self, budget: usize) -> Result<usize> {
+        self.check_writable()?;
+        let keys: Vec<(u64, u64, u64)> = {
+            let st = self.state.read();
+            st.meta
+                .vols
+                .values()
+                .flat_map(|v| v.partial.keys().map(move |(x, b)| (v.id, *x, *b)))
+                .take(budget)
+                .collect()
+        };
+        let _gate = self.gate.read();
+        let mut filled = 0;
+        for (vol, vext, birth) in keys {
+            if self.fill_entry(vol, vext, birth)? {
+                filled += 1;
+            }
+        }
+        Ok(filled)
+    }
+
+    /// Partial entries waiting for their fill.
+    pub fn partial_entries(&self) -> usize {
+        self.state.read().meta.partial_count()
+    }
+
+    /// Starts the background filler: a thread that, while no write has
+    /// arrived for a moment (or when partial entries pile up), copies the
+    /// missing granules of partial entries in small batches, so reads of
+    /// those extents become single reads again and snapshot deletes find
+    /// nothing to fill. It holds the pool weakly and ends with it.
+    pub fn start_background_fill(self: &Arc<Self>) {
+        if self.read_only {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("cow-fill".into())
+            .spawn(move || loop {
+                std::thread::sleep(FILL_TICK);
+                let Some(pool) = weak.upgrade() else {
+                    return;
+                };
+                if pool.failed.load(Ordering::Acquire) {
+                    return;
+                }
+                let count = pool.partial_entries();
+                let idle = pool.ms_since_write() >= FILL_IDLE.as_millis() as u64;
+                if count == 0 || !(idle || count >= crate::volume::PARTIAL_CAP / 2) {
+                    continue;
+                }
+                if let Err(e) = pool
+                    .fill_partials(FILL_BATCH)
+                    .and_then(|_| pool.maybe_commit())
+                {
+                    tracing::warn!("cow pool: background fill stopped: {e}");
+                    return;
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cow pool: no background filler thread: {e}");
+        }
+    }
+
+    /// Milliseconds since the last data write began.
+    fn ms_since_write(&self) -> u64 {
+        let now = self.opened.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
+    }
+
+    /// Notes that a data write is under way (for the background filler).
+    pub(crate) fn note_write(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        if self.last_write_ms.load(Ordering::Relaxed) != now {
+            self.last_write_ms.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Every volume and clone, by id.

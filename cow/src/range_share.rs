@@ -179,10 +179,11 @@ impl Meta {
         self.borrows.table.remove(&(pext & !BORROW_BIT));
     }
 
-    /// Appends the borrow table to a checkpoint (only when borrows were
-    /// ever made, so pools that never share keep the older layout).
-    pub(crate) fn encode_borrows(&self, w: &mut Writer) {
-        if self.borrows.next_id == 0 {
+    /// Appends the borrow table to a checkpoint: when borrows were ever
+    /// made, or when `always` (the partial-entry section, which follows,
+    /// is present). Pools that never share keep the older layout.
+    pub(crate) fn encode_borrows(&self, w: &mut Writer, always: bool) {
+        if self.borrows.next_id == 0 && !always {
             return;
         }
         w.u64(self.borrows.next_id);
@@ -371,6 +372,25 @@ impl Pool {
     /// any more. Durable on return.
     pub fn reclaim_share_snapshots(&self) -> Result<()> {
         self.check_writable()?;
+        // Partial entries that read from what those snapshots keep get
+        // their data first.
+        let idle: Vec<(u64, u64)> = {
+            let st = self.state.read();
+            st.meta
+                .vols
+                .values()
+                .flat_map(|v| {
+                    v.snaps
+                        .iter()
+                        .filter(|(_, n)| n.starts_with(SHARE_SNAPSHOT_PREFIX))
+                        .map(move |(g, _)| (v.id, *g))
+                })
+                .filter(|&(v, g)| !st.meta.has_clones(v, g) && !st.meta.has_borrowers(v, g))
+                .collect()
+        };
+        for (vol, gen) in idle {
+            self.fill_for_delete(vol, gen)?;
+        }
         {
             let mut st = self.state.write();
             self.reclaim_locked(&mut st, None)?;
@@ -390,7 +410,12 @@ impl Pool {
                     .map(move |(g, _)| (v.id, *g))
             })
             .filter(|&(v, g)| {
-                Some((v, g)) != keep && !st.meta.has_clones(v, g) && !st.meta.has_borrowers(v, g)
+                Some((v, g)) != keep
+                    && !st.meta.has_clones(v, g)
+                    && !st.meta.has_borrowers(v, g)
+                    // Partial entries still read from it: a later share
+                    // (or `reclaim_share_snapshots`) deletes it once filled.
+                    && st.meta.fill_before_delete(v, g).is_empty()
             })
             .collect();
         for (vol, gen) in idle {

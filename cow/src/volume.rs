@@ -8,10 +8,15 @@
 //!
 //! An extent whose live mapping is born after the volume's newest snapshot
 //! is owned by the live head alone and is overwritten in place. Any other
-//! write is redirected: a new extent gets the written blocks plus a copy of
-//! the untouched blocks of the old extent (zeros where there was none), and
-//! a `Map` record retires the old mapping. No sync is added: durability
-//! comes from FUA or `flush` like any other write.
+//! write is redirected to a new extent, and the record retires the old
+//! mapping. A write that covers the whole extent writes it whole (`Map`).
+//! A smaller one writes only the granules it touches (`MapPartial`): the
+//! new entry is partial, and its other granules keep reading from the old
+//! extent (or zeros) until an in-place write or the background filler
+//! ([`Pool::start_background_fill`]) supplies them (`Fill`). Where that is
+//! not possible (the old content is itself partial or borrowed, or too many
+//! partial entries exist) the redirect copies the untouched blocks. No sync
+//! is added: durability comes from FUA or `flush` like any other write.
 
 use std::sync::Arc;
 
@@ -21,9 +26,13 @@ use crate::block_device::{
     BlockDevice, BlockError, Durability, Geometry, Provisioning, ProvisioningRun,
 };
 use crate::error::{Error, Result};
-use crate::format::{Record, TOMBSTONE};
-use crate::meta::LIVE;
+use crate::format::{Record, TOMBSTONE, ZERO_SOURCE};
+use crate::meta::{Partial, View, LIVE};
 use crate::pool::Pool;
+
+/// Most partial entries a pool keeps; past it redirects copy whole extents
+/// (bounds the metadata partial entries take while the filler catches up).
+pub(crate) const PARTIAL_CAP: usize = 1 << 16;
 
 /// A writable volume (or clone).
 #[derive(Clone)]
@@ -89,22 +98,103 @@ fn io_read(e: std::io::Error) -> BlockError {
     BlockError::Read(e)
 }
 
+/// Reads `buf.len()` bytes at a byte offset of the pool: `Ok(None)` means
+/// "would wait" (see [`BlockDevice::read_if_cached`]).
+pub(crate) type ReadFn<'a> = dyn FnMut(&mut [u8], u64) -> std::io::Result<Option<()>> + 'a;
+
+/// Splits bytes `[start, end)` of an extent into runs lying wholly in
+/// granules of `valid` (`true`) or wholly outside it (`false`).
+fn runs(granule: usize, valid: u128, start: usize, end: usize) -> Vec<(usize, usize, bool)> {
+    let mut out: Vec<(usize, usize, bool)> = Vec::new();
+    let mut at = start;
+    while at < end {
+        let g = at / granule;
+        let held = valid >> g & 1 == 1;
+        let stop = ((g + 1) * granule).min(end);
+        match out.last_mut() {
+            Some(last) if last.2 == held && last.1 == at => last.1 = stop,
+            _ => out.push((at, stop, held)),
+        }
+        at = stop;
+    }
+    out
+}
+
+/// The granule mask covering bytes `[start, end)` of an extent (at most
+/// 128 granules).
+fn granule_mask(granule: usize, start: usize, end: usize) -> u128 {
+    let first = start / granule;
+    let n = end.div_ceil(granule) - first;
+    let ones = if n >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << n) - 1
+    };
+    ones << first
+}
+
 impl Pool {
     fn read_view(&self, vol: u64, at: u64, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.check_usable()?;
         let _gate = self.gate.read();
         for p in pieces(self, lba, buf.len()) {
-            let pext = self.state.read().meta.lookup(vol, p.vext, at)?;
+            let (view, _) = self.state.read().meta.resolve(vol, p.vext, at)?;
             let out = &mut buf[p.start..p.start + p.len];
-            match pext {
-                Some(pext) => self
-                    .backend
-                    .read_at(out, self.layout.extent_offset(pext) + p.offset as u64)
-                    .map_err(io_read)?,
-                None => out.fill(0),
-            }
+            self.read_extent(view, p.offset, out, &mut |b, at| {
+                self.backend.read_at(b, at).map(Some)
+            })
+            .map_err(io_read)?;
         }
         Ok(())
+    }
+
+    /// Reads bytes `offset..offset + out.len()` of what `view` shows, with
+    /// `read` (which may answer `None`: "would wait"; then so does this).
+    pub(crate) fn read_extent(
+        &self,
+        view: View,
+        offset: usize,
+        out: &mut [u8],
+        read: &mut ReadFn<'_>,
+    ) -> std::io::Result<Option<()>> {
+        let at = |pext: u64, off: usize| self.layout.extent_offset(pext) + off as u64;
+        match view {
+            View::Zeros => {
+                out.fill(0);
+                Ok(Some(()))
+            }
+            View::Extent(pext) => read(out, at(pext, offset)),
+            View::Partial { pext, part } => {
+                let g = self.layout.granule_size() as usize;
+                // Most reads lie wholly on one side: one read, no split.
+                let touched = granule_mask(g, offset, offset + out.len());
+                if touched & part.valid == touched {
+                    return read(out, at(pext, offset));
+                }
+                if touched & part.valid == 0 {
+                    return match part.src {
+                        Some(src) => read(out, at(src, offset)),
+                        None => {
+                            out.fill(0);
+                            Ok(Some(()))
+                        }
+                    };
+                }
+                for (s, e, held) in runs(g, part.valid, offset, offset + out.len()) {
+                    let dst = &mut out[s - offset..e - offset];
+                    let from = if held { Some(pext) } else { part.src };
+                    match from {
+                        Some(p) => {
+                            if read(dst, at(p, s))?.is_none() {
+                                return Ok(None);
+                            }
+                        }
+                        None => dst.fill(0),
+                    }
+                }
+                Ok(Some(()))
+            }
+        }
     }
 
     /// [`Pool::read_view`] only if no piece needs a wait for the disk
@@ -122,19 +212,16 @@ impl Pool {
             let Some(st) = self.state.try_read() else {
                 return false;
             };
-            let Ok(pext) = st.meta.lookup(vol, p.vext, at) else {
+            let Ok((view, _)) = st.meta.resolve(vol, p.vext, at) else {
                 return false;
             };
             drop(st);
             let out = &mut buf[p.start..p.start + p.len];
-            match pext {
-                Some(pext) => {
-                    let at = self.layout.extent_offset(pext) + p.offset as u64;
-                    if self.backend.try_read_at(out, at).is_none() {
-                        return false;
-                    }
-                }
-                None => out.fill(0),
+            let done = self.read_extent(view, p.offset, out, &mut |b, at| {
+                Ok(self.backend.try_read_at(b, at))
+            });
+            if !matches!(done, Ok(Some(()))) {
+                return false;
             }
         }
         true
@@ -143,11 +230,37 @@ impl Pool {
     /// Writes `data` into one extent of `vol`. The caller holds the gate.
     fn write_piece(&self, vol: u64, vext: u64, offset: usize, data: &[u8]) -> Result<()> {
         let _stripe = self.stripe(vol, vext).lock();
-        enum Plan {
-            InPlace(u64),
-            Redirect { new: u64, src: Option<u64> },
+        loop {
+            if let Some(done) = self.try_write_piece(vol, vext, offset, data)? {
+                return Ok(done);
+            }
         }
-        let owned = |st: &crate::pool::State| -> Result<Option<u64>> {
+    }
+
+    /// One attempt of [`Pool::write_piece`] (the caller holds the stripe
+    /// lock): `None` when a sparse redirect lost its fill source to a
+    /// snapshot delete meanwhile and must be planned again.
+    fn try_write_piece(
+        &self,
+        vol: u64,
+        vext: u64,
+        offset: usize,
+        data: &[u8],
+    ) -> Result<Option<()>> {
+        enum Plan {
+            InPlace {
+                pext: u64,
+                birth: u64,
+                part: Option<Partial>,
+            },
+            /// Into extent `new`: only the granules written, the rest read
+            /// from `src` (a full extent) or zeros.
+            Sparse { new: u64, src: Option<u64> },
+            /// Into extent `new`: all of it, the untouched blocks copied
+            /// from what the volume shows now.
+            Whole { new: u64, old: View },
+        }
+        let owned = |st: &crate::pool::State| -> Result<Option<(u64, u64, Option<Partial>)>> {
             let vm = st.meta.vol(vol)?;
             Ok(match vm.live.get(&vext) {
                 // A borrowed extent (copy offload) is never written in place.
@@ -156,76 +269,192 @@ impl Pool {
                         && !crate::range_share::is_borrow(l.pext)
                         && vm.newest_snap().is_none_or(|s| l.birth > s) =>
                 {
-                    Some(l.pext)
+                    Some((l.pext, l.birth, vm.partial.get(&(vext, l.birth)).copied()))
                 }
                 _ => None,
             })
         };
+        let e = self.layout.extent_size as usize;
         // Fast path under the shared lock: an extent the head owns alone.
         let fast = owned(&self.state.read())?;
         let plan = match fast {
-            Some(pext) => Plan::InPlace(pext),
+            Some((pext, birth, part)) => Plan::InPlace { pext, birth, part },
             None => {
                 // The stripe lock keeps this extent's mapping stable; only a
                 // snapshot delete can have made it private meanwhile.
                 let mut st = self.state.write();
                 match owned(&st)? {
-                    Some(pext) => Plan::InPlace(pext),
+                    Some((pext, birth, part)) => Plan::InPlace { pext, birth, part },
                     None => {
-                        let src = st.meta.lookup(vol, vext, LIVE)?;
+                        let (old, borrowed) = st.meta.resolve(vol, vext, LIVE)?;
+                        let sparse = data.len() < e
+                            && !borrowed
+                            && !matches!(old, View::Partial { .. })
+                            && st.meta.partial_count() < PARTIAL_CAP;
                         let new = st.meta.free.min().ok_or(Error::NoSpace)?;
                         st.meta.free.remove(new);
                         st.meta.reserved.insert(new);
-                        Plan::Redirect {
-                            new: new as u64,
-                            src,
+                        let new = new as u64;
+                        if sparse {
+                            Plan::Sparse {
+                                new,
+                                src: old.pext(),
+                            }
+                        } else {
+                            Plan::Whole { new, old }
                         }
                     }
                 }
             }
         };
-        let e = self.layout.extent_size as usize;
+        let g = self.layout.granule_size() as usize;
+        let end = offset + data.len();
+        // The write widened to whole granules: bytes `[a, b)` of the extent,
+        // the edges filled by `edge` (which reads what those bytes show).
+        let widen = |edge: &mut dyn FnMut(&mut [u8], usize) -> std::io::Result<()>|
+         -> std::io::Result<(usize, Vec<u8>)> {
+            let a = offset / g * g;
+            let b = end.div_ceil(g) * g;
+            let mut buf = vec![0u8; b - a];
+            edge(&mut buf[..offset - a], a)?;
+            edge(&mut buf[end - a..], end)?;
+            buf[offset - a..end - a].copy_from_slice(data);
+            Ok((a, buf))
+        };
+        let read_src = |src: Option<u64>, out: &mut [u8], off: usize| -> std::io::Result<()> {
+            match src {
+                Some(p) if !out.is_empty() => self
+                    .backend
+                    .read_at(out, self.layout.extent_offset(p) + off as u64),
+                _ => {
+                    out.fill(0);
+                    Ok(())
+                }
+            }
+        };
         match plan {
-            Plan::InPlace(pext) => {
+            Plan::InPlace {
+                pext, part: None, ..
+            } => {
                 self.backend
                     .write_at(data, self.layout.extent_offset(pext) + offset as u64)?;
-                Ok(())
+                Ok(Some(()))
             }
-            Plan::Redirect { new, src } => {
+            Plan::InPlace {
+                pext,
+                birth,
+                part: Some(part),
+            } => {
+                let touched = granule_mask(g, offset, end);
+                if touched & !part.valid == 0 {
+                    self.backend
+                        .write_at(data, self.layout.extent_offset(pext) + offset as u64)?;
+                    return Ok(Some(()));
+                }
+                // Edges inside granules the extent does not hold yet come
+                // from the fill source; edges inside held ones from itself.
+                let (a, buf) = widen(&mut |out, off| {
+                    let held = part.valid >> (off / g) & 1 == 1;
+                    read_src(if held { Some(pext) } else { part.src }, out, off)
+                })?;
+                self.backend
+                    .write_at(&buf, self.layout.extent_offset(pext) + a as u64)?;
+                let mut st = self.state.write();
+                self.log(
+                    &mut st,
+                    Record::Fill {
+                        vol,
+                        vext,
+                        birth,
+                        valid: touched & !part.valid,
+                    },
+                )?;
+                Ok(Some(()))
+            }
+            Plan::Sparse { new, src } => {
+                let touched = granule_mask(g, offset, end);
+                let io = (|| -> std::io::Result<()> {
+                    if offset.is_multiple_of(g) && end.is_multiple_of(g) {
+                        return self
+                            .backend
+                            .write_at(data, self.layout.extent_offset(new) + offset as u64);
+                    }
+                    let (a, buf) = widen(&mut |out, off| read_src(src, out, off))?;
+                    self.backend
+                        .write_at(&buf, self.layout.extent_offset(new) + a as u64)
+                })();
+                let full = touched == self.layout.full_mask();
+                let mut st = self.state.write();
+                if !full && !st.meta.can_fill_from(vol, vext, src) {
+                    // A snapshot delete made the old extent private (and
+                    // freed it when this record retires it): plan again.
+                    if st.meta.reserved.remove(new as u32) {
+                        st.meta.free.insert(new as u32);
+                    }
+                    return Ok(None);
+                }
+                // The mapping is born now (a snapshot may have been taken
+                // while the data was written).
+                let birth = st.meta.gen;
+                let rec = if full {
+                    Record::Map {
+                        vol,
+                        vext,
+                        pext: new,
+                        birth,
+                    }
+                } else {
+                    Record::MapPartial {
+                        vol,
+                        vext,
+                        pext: new,
+                        birth,
+                        src: src.unwrap_or(ZERO_SOURCE),
+                        valid: touched,
+                    }
+                };
+                self.finish_redirect(&mut st, new, io, rec).map(Some)
+            }
+            Plan::Whole { new, old } => {
                 let io = (|| -> std::io::Result<()> {
                     if data.len() == e {
                         return self.backend.write_at(data, self.layout.extent_offset(new));
                     }
                     let mut buf = vec![0u8; e];
-                    if let Some(src) = src {
-                        // Copy only the blocks this write does not cover.
-                        let base = self.layout.extent_offset(src);
-                        self.backend.read_at(&mut buf[..offset], base)?;
-                        let tail = offset + data.len();
-                        self.backend.read_at(&mut buf[tail..], base + tail as u64)?;
-                    }
-                    buf[offset..offset + data.len()].copy_from_slice(data);
+                    // Copy only the blocks this write does not cover.
+                    let mut read = |b: &mut [u8], at: u64| self.backend.read_at(b, at).map(Some);
+                    self.read_extent(old, 0, &mut buf[..offset], &mut read)?;
+                    self.read_extent(old, end, &mut buf[end..], &mut read)?;
+                    buf[offset..end].copy_from_slice(data);
                     self.backend.write_at(&buf, self.layout.extent_offset(new))
                 })();
                 let mut st = self.state.write();
-                let logged = io.map_err(Error::Io).and_then(|()| {
-                    let birth = st.meta.gen;
-                    self.log(
-                        &mut st,
-                        Record::Map {
-                            vol,
-                            vext,
-                            pext: new,
-                            birth,
-                        },
-                    )
-                });
-                if logged.is_err() && st.meta.reserved.remove(new as u32) {
-                    st.meta.free.insert(new as u32);
-                }
-                logged
+                let birth = st.meta.gen;
+                let rec = Record::Map {
+                    vol,
+                    vext,
+                    pext: new,
+                    birth,
+                };
+                self.finish_redirect(&mut st, new, io, rec).map(Some)
             }
         }
+    }
+
+    /// Logs the record of a redirect whose data I/O ended with `io`, or
+    /// hands the reserved extent back if either failed.
+    fn finish_redirect(
+        &self,
+        st: &mut crate::pool::State,
+        new: u64,
+        io: std::io::Result<()>,
+        rec: Record,
+    ) -> Result<()> {
+        let logged = io.map_err(Error::Io).and_then(|()| self.log(st, rec));
+        if logged.is_err() && st.meta.reserved.remove(new as u32) {
+            st.meta.free.insert(new as u32);
+        }
+        logged
     }
 
     fn write_volume(
@@ -239,6 +468,7 @@ impl Pool {
         let blocks = g.blocks_in(data.len())?;
         g.check_range(lba, blocks)?;
         self.check_writable()?;
+        self.note_write();
         let mut all = pieces(self, lba, data.len()).peekable();
         let mut retried = false;
         while all.peek().is_some() {

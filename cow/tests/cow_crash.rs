@@ -182,6 +182,10 @@ fn crash_point(seed: u64) -> Result<(), String> {
             }
             tag += 1;
             ok
+        } else if dice < 63 {
+            // The background filler's work: copies into partial entries'
+            // extents, then `Fill` records (no content changes).
+            pool.fill_partials(2).is_ok()
         } else if dice < 67 {
             let ok = vol.flush().is_ok();
             if ok {

@@ -1,8 +1,11 @@
 //! Property test: random sequences of write / unmap / snapshot / clone /
 //! delete / flush / close-and-reopen / copy-offload share (whole extents of
 //! a volume or snapshot made to borrow into a volume) against a plain model (block -> tag
-//! per volume and per snapshot). Every read must match the model and the
-//! pool's invariant check must stay clean.
+//! per volume and per snapshot), with the background filler's work
+//! (`fill_partials`) and reads of any volume or snapshot mixed in. Every
+//! read must match the model and the pool's invariant check must stay
+//! clean. Extents of 4 KiB with 512-byte granules, so most writes redirect
+//! sparsely (partial entries).
 //!
 //! `PROPTEST_CASES` sets the number of sequences (default 64).
 
@@ -49,6 +52,15 @@ enum Op {
     Reopen {
         kill: bool,
     },
+    /// The background filler's step: fill up to `budget` partial entries.
+    Fill {
+        budget: usize,
+    },
+    /// Read a volume (`snap` false) or snapshot whole and compare.
+    Read {
+        snap: bool,
+        which: usize,
+    },
     /// `share_range` of whole extents; `from_snap` picks a snapshot as the
     /// source instead of a volume.
     Share {
@@ -75,6 +87,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..8usize).prop_map(|snap| Op::DeleteSnapshot { snap }),
         1 => (0..4usize).prop_map(|vol| Op::DeleteVolume { vol }),
         1 => Just(Op::Flush),
+        1 => (1..4usize).prop_map(|budget| Op::Fill { budget }),
+        2 => (any::<bool>(), 0..8usize).prop_map(|(snap, which)| Op::Read { snap, which }),
         1 => any::<bool>().prop_map(|kill| Op::Reopen { kill }),
         2 => (0..8usize, any::<bool>(), 0..4usize, 0..12u64, 0..12u64, 1..=4u64).prop_map(
             |(src, from_snap, dst, src_ext, dst_ext, extents)| Op::Share {
@@ -243,6 +257,24 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Flush => pool.flush().unwrap(),
+            Op::Fill { budget } => {
+                let before = pool.partial_entries();
+                let filled = pool.fill_partials(budget).unwrap();
+                prop_assert_eq!(filled, budget.min(before));
+                prop_assert_eq!(pool.partial_entries(), before - filled);
+            }
+            Op::Read { snap: false, which } => {
+                let Some(v) = vols.get(which % vols.len().max(1)) else {
+                    continue;
+                };
+                verify(&pool.volume(&v.name).unwrap(), &v.image, &v.name)?;
+            }
+            Op::Read { snap: true, which } => {
+                let Some(s) = snaps.get(which % snaps.len().max(1)) else {
+                    continue;
+                };
+                verify(&pool.snapshot(&s.name).unwrap(), &s.image, &s.name)?;
+            }
             Op::Share {
                 src,
                 from_snap,
