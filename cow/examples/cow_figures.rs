@@ -399,6 +399,85 @@ fn delete_while_reading(dir: &Path, size: u64) -> Fallible<()> {
     Ok(())
 }
 
+/// Deletes a snapshot whose volume (`size` bytes, every extent mapped)
+/// was rewritten after it, so all its extents are the snapshot's alone,
+/// while a second thread alternates 4 KiB reads and writes of another
+/// volume (writes drive the batched reclaim): how long the delete call
+/// takes, the longest a read or write waited meanwhile, and how long until
+/// every extent is back. `batch` = "all" frees everything inside the
+/// delete (the behaviour before batched snapshot deletes).
+fn snapshot_delete_while_io(dir: &Path, size: u64, batch: &str) -> Fallible<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let path = fresh(dir, "cow-snapdelete.pool")?;
+    let small = 64u64 << 20;
+    let pool = Pool::create(
+        &path,
+        2 * size + size / 4 + small + (256 << 20),
+        EXTENT as u32,
+    )?;
+    pool.create_volume("big", size)?;
+    pool.bench_populate("big", size / EXTENT)?;
+    pool.create_snapshot("big", "old")?;
+    pool.bench_remap("big")?;
+    if batch == "all" {
+        pool.set_reclaim_batch(usize::MAX);
+    }
+    let vol = pool.create_volume("small", small)?;
+    vol.write(0, &vec![0x11u8; small as usize], Durability::Cached)?;
+    vol.flush()?;
+    let free_before = pool.info().free_extents;
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (vol, stop) = (vol.clone(), stop.clone());
+        std::thread::spawn(move || -> Result<(Duration, u64), String> {
+            let mut buf = vec![0u8; BLOCK];
+            let mut rng = SplitMix(17);
+            let (mut worst, mut n) = (Duration::ZERO, 0u64);
+            while !stop.load(Ordering::Acquire) {
+                let lba = rng.below(small / BLOCK as u64) * (BLOCK as u64 / SECTOR);
+                let t = Instant::now();
+                if n % 2 == 0 {
+                    vol.read(lba, &mut buf).map_err(|e| e.to_string())?;
+                } else {
+                    vol.write(lba, &buf, Durability::Cached)
+                        .map_err(|e| e.to_string())?;
+                }
+                worst = worst.max(t.elapsed());
+                n += 1;
+            }
+            Ok((worst, n))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    pool.delete_snapshot("old")?;
+    let took = t.elapsed();
+    // Until every extent the snapshot held is free again (the worker's
+    // writes and the flushes here drive the batches).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while pool.reclaim_pending() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        pool.flush()?;
+    }
+    let all_back = t.elapsed();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Release);
+    let (worst, ops) = worker.join().map_err(|_| "worker panicked")??;
+    pool.flush()?;
+    let freed = pool.info().free_extents.saturating_sub(free_before);
+    println!(
+        "cow snapshot_delete size={size} extents={} batch={batch} delete_ms={:.1} worst_io_ms={:.1} ops={ops} all_free_ms={:.1} freed_extents={freed}",
+        size / EXTENT,
+        took.as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3,
+        all_back.as_secs_f64() * 1e3,
+    );
+    drop(vol);
+    drop(pool);
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
 fn run(args: &[String]) -> Fallible<()> {
     let verb = arg(args, 1, "verb")?;
     let dir = PathBuf::from(arg(args, 2, "DIR")?);
@@ -421,6 +500,11 @@ fn run(args: &[String]) -> Fallible<()> {
             num(5, "SNAPSHOTS")?,
         ),
         "delete" => delete_while_reading(&dir, parse_size(arg(args, 3, "SIZE")?)?),
+        "snapshot-delete" => snapshot_delete_while_io(
+            &dir,
+            parse_size(arg(args, 3, "SIZE")?)?,
+            arg(args, 4, "BATCH (all|steps)")?,
+        ),
         other => Err(format!("unknown verb {other:?}").into()),
     }
 }

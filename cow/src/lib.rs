@@ -90,8 +90,9 @@
 //!   later write or commit (all at once when an allocation finds no free
 //!   extent), so reads and writes wait at most about a millisecond behind
 //!   it. While a copy-offload borrow exists in the pool, a volume delete
-//!   frees synchronously. A snapshot delete runs synchronously, in time
-//!   proportional to the next snapshot's retired entries.
+//!   frees synchronously. A snapshot delete works the same way: O(1) plus
+//!   one batch (and the fill of partial entries reading from it), then a
+//!   batch per later write or commit (all at once while borrows exist).
 //! - The checkpoint areas hold 96 bytes per extent; many clones that unmap
 //!   most of their origin (tombstones) could exhaust them
 //!   ([`Error::MetadataFull`]).

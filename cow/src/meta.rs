@@ -43,6 +43,10 @@ use roaring::RoaringBitmap;
 use crate::error::{Error, Result};
 use crate::format::{Layout, Reader, Record, Writer, CKPT_MAGIC, TOMBSTONE, ZERO_SOURCE};
 
+/// Entries a deleted volume or snapshot returns to the free space per
+/// reclaim step (about a millisecond of work under the metadata lock).
+pub const RECLAIM_BATCH: usize = 8192;
+
 /// Generation value meaning "the live head", in lookups.
 pub const LIVE: u64 = u64::MAX;
 
@@ -186,6 +190,40 @@ pub struct Meta {
     /// volume. Gone from `vols` and `names`; their extents count as free in
     /// checkpoints and in [`Meta::check`].
     pub reclaim: VecDeque<VolMeta>,
+    /// Deleted snapshots whose retired entries are still being freed, a
+    /// bounded batch at a time (see [`SnapshotReclaim`]).
+    pub snap_reclaim: VecDeque<SnapshotReclaim>,
+    /// Entries per reclaim step ([`RECLAIM_BATCH`]; tests make it small).
+    pub reclaim_batch: usize,
+}
+
+/// The retired entries a snapshot delete freed but has not yet removed:
+/// the dead entries of `vol` with `death` in `gen + 1 ..= hi` and `birth`
+/// in `(prev, gen]` (`hi` = the next snapshot, or the generation of the
+/// delete when there was none). No remaining or future snapshot sees any of
+/// them, and no later dead entry or later delete can fall in that set, so
+/// the set is fixed at the delete; `cursor` is where the next batch starts
+/// in the death index. Until removed they count as free (checkpoints list
+/// their extents as free; the check treats them as reclaiming).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotReclaim {
+    pub vol: u64,
+    pub prev: Option<u64>,
+    pub gen: u64,
+    pub hi: u64,
+    pub cursor: (u64, u64, u64),
+}
+
+impl SnapshotReclaim {
+    /// Whether the dead entry (`vext`, `birth`) retired at `death` of
+    /// volume `vol` is one this delete freed.
+    pub fn covers(&self, vol: u64, birth: u64, death: u64) -> bool {
+        vol == self.vol
+            && death > self.gen
+            && death <= self.hi
+            && birth <= self.gen
+            && self.prev.is_none_or(|p| birth > p)
+    }
 }
 
 fn corrupt<T>(msg: impl Into<String>) -> Result<T> {
@@ -209,7 +247,65 @@ impl Meta {
             last_seq: 0,
             borrows: Default::default(),
             reclaim: VecDeque::new(),
+            snap_reclaim: VecDeque::new(),
+            reclaim_batch: RECLAIM_BATCH,
         }
+    }
+
+    /// Whether deleted volumes or snapshots still have entries to free.
+    pub fn reclaim_pending(&self) -> bool {
+        !self.reclaim.is_empty() || !self.snap_reclaim.is_empty()
+    }
+
+    /// Whether the dead entry (`vext`, `birth`, retired at `death`) of
+    /// `vol` was freed by a snapshot delete and waits for removal.
+    pub fn doomed_pending(&self, vol: u64, birth: u64, death: u64) -> bool {
+        self.snap_reclaim
+            .iter()
+            .any(|j| j.covers(vol, birth, death))
+    }
+
+    /// Frees up to `budget` entries (visits at most `budget` index
+    /// entries) of the snapshot delete `job`; returns the number visited and
+    /// whether the job is done.
+    fn snapshot_reclaim_step(
+        &mut self,
+        job: &mut SnapshotReclaim,
+        budget: usize,
+        durable: bool,
+    ) -> (usize, bool) {
+        let Some(vm) = self.vols.get_mut(&job.vol) else {
+            return (0, true);
+        };
+        let mut visited = 0;
+        let mut doomed = Vec::new();
+        let mut done = true;
+        for &(death, vext, birth) in vm
+            .dead_by_death
+            .range(job.cursor..=(job.hi, u64::MAX, u64::MAX))
+        {
+            if visited == budget {
+                job.cursor = (death, vext, birth);
+                done = false;
+                break;
+            }
+            visited += 1;
+            if job.covers(job.vol, birth, death) {
+                doomed.push((death, vext, birth));
+            }
+        }
+        let mut freed = Vec::with_capacity(doomed.len());
+        for (death, vext, birth) in doomed {
+            vm.dead_by_death.remove(&(death, vext, birth));
+            vm.partial.remove(&(vext, birth));
+            if let Some(d) = vm.dead.remove(&(vext, birth)) {
+                freed.push(d.pext);
+            }
+        }
+        for p in freed {
+            self.release(p, durable);
+        }
+        (visited, done)
     }
 
     /// Returns up to `budget` entries of deleted volumes to the free space
@@ -217,6 +313,17 @@ impl Meta {
     /// the delete durable if it was not yet). Returns how many it processed.
     pub fn reclaim_step(&mut self, budget: usize) -> usize {
         let mut done = 0;
+        while done < budget {
+            let Some(mut job) = self.snap_reclaim.pop_front() else {
+                break;
+            };
+            let (visited, finished) = self.snapshot_reclaim_step(&mut job, budget - done, false);
+            // Count a job's end as work, so callers loop until all is done.
+            done += visited.max(1);
+            if !finished {
+                self.snap_reclaim.push_front(job);
+            }
+        }
         while done < budget {
             let next = match self.reclaim.front_mut() {
                 None => break,
@@ -245,9 +352,30 @@ impl Meta {
         while self.reclaim_step(1 << 16) > 0 {}
     }
 
-    /// The extents deleted volumes still hold, pending reclaim.
+    /// The extents deleted volumes and snapshots still hold, pending
+    /// reclaim.
     pub fn reclaiming_extents(&self) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
+        for job in &self.snap_reclaim {
+            let Some(vm) = self.vols.get(&job.vol) else {
+                continue;
+            };
+            for &(death, vext, birth) in vm
+                .dead_by_death
+                .range(job.cursor..=(job.hi, u64::MAX, u64::MAX))
+            {
+                if job.covers(job.vol, birth, death) {
+                    match vm.dead.get(&(vext, birth)) {
+                        Some(d)
+                            if d.pext != TOMBSTONE && !crate::range_share::is_borrow(d.pext) =>
+                        {
+                            out.insert(d.pext as u32);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
         for vm in &self.reclaim {
             let owned = vm
                 .live
@@ -279,9 +407,39 @@ impl Meta {
         Ok(self.resolve(vol, vext, at)?.0.pext())
     }
 
-    /// Number of partial entries in all volumes.
+    /// Number of partial entries in all volumes (not counting those of
+    /// entries a snapshot delete freed, whose removal is pending).
     pub fn partial_count(&self) -> usize {
+        if self.snap_reclaim.is_empty() {
+            return self.vols.values().map(|v| v.partial.len()).sum();
+        }
+        self.partial_keys(usize::MAX).len()
+    }
+
+    /// Partial entries held in memory, freed ones included (cheap: for
+    /// the cap on new ones).
+    pub fn partial_held(&self) -> usize {
         self.vols.values().map(|v| v.partial.len()).sum()
+    }
+
+    /// Up to `limit` partial entries (volume, vext, birth) that may be
+    /// filled: not of entries a snapshot delete freed.
+    pub fn partial_keys(&self, limit: usize) -> Vec<(u64, u64, u64)> {
+        let freed = |vm: &VolMeta, vext: u64, birth: u64| {
+            vm.dead
+                .get(&(vext, birth))
+                .is_some_and(|d| self.doomed_pending(vm.id, birth, d.death))
+        };
+        self.vols
+            .values()
+            .flat_map(|vm| {
+                vm.partial
+                    .keys()
+                    .filter(move |(x, b)| !freed(vm, *x, *b))
+                    .map(move |(x, b)| (vm.id, *x, *b))
+            })
+            .take(limit)
+            .collect()
     }
 
     /// Resolves what volume `vol` at generation `at` ([`LIVE`] for the head)
@@ -420,27 +578,29 @@ impl Meta {
         }
     }
 
-    /// The dead entries (death, vext, birth) deleting the snapshot of `vol`
-    /// at `gen` frees: those with `prev < birth <= gen < death <= next`.
-    fn doomed(vm: &VolMeta, gen: u64) -> Vec<(u64, u64, u64)> {
+    /// What deleting the snapshot of `vol` at `gen` frees (as a not yet
+    /// started [`SnapshotReclaim`]): the dead entries with
+    /// `prev < birth <= gen < death <= next`. The current generation stands
+    /// in for a missing next snapshot: no dead entry died later.
+    fn delete_job(&self, vm: &VolMeta, gen: u64) -> SnapshotReclaim {
         let prev = vm.snaps.range(..gen).next_back().map(|(g, _)| *g);
         let next = vm
             .snaps
             .range(gen.saturating_add(1)..)
             .next()
             .map(|(g, _)| *g);
-        let hi = next.unwrap_or(u64::MAX);
-        let lo = gen.saturating_add(1);
-        vm.dead_by_death
-            .range((lo, 0, 0)..=(hi.max(lo), u64::MAX, u64::MAX))
-            .filter(|(_, _, birth)| *birth <= gen && prev.is_none_or(|p| *birth > p))
-            .copied()
-            .collect()
+        SnapshotReclaim {
+            vol: vm.id,
+            prev,
+            gen,
+            hi: next.unwrap_or(self.gen),
+            cursor: (gen.saturating_add(1), 0, 0),
+        }
     }
 
     /// Partial entries (vext, birth) of `vol` that read from an extent the
     /// delete of its snapshot at `gen` would free: they must be filled
-    /// before that delete.
+    /// before that delete. Costs one look per partial entry of the volume.
     pub fn fill_before_delete(&self, vol: u64, gen: u64) -> Vec<(u64, u64)> {
         let Some(vm) = self.vols.get(&vol) else {
             return Vec::new();
@@ -448,16 +608,19 @@ impl Meta {
         if vm.partial.is_empty() {
             return Vec::new();
         }
+        let job = self.delete_job(vm, gen);
         let mut out = Vec::new();
-        for (death, vext, birth) in Self::doomed(vm, gen) {
-            let src = vm.dead.get(&(vext, birth)).map(|d| d.pext);
-            // The entry that replaced it was born when it died.
-            if let Some(p) = vm.partial.get(&(vext, death)) {
-                if p.src.is_some() && p.src == src {
-                    out.push((vext, death));
-                }
+        for (&(vext, pbirth), p) in &vm.partial {
+            let Some(src) = p.src else { continue };
+            // The entry a partial entry replaced died when it was born.
+            let replaced = vm.dead.range((vext, 0)..(vext, pbirth)).any(|((_, b), d)| {
+                d.death == pbirth && d.pext == src && job.covers(vol, *b, d.death)
+            });
+            if replaced {
+                out.push((vext, pbirth));
             }
         }
+        out.sort_unstable();
         out
     }
 
@@ -525,6 +688,8 @@ impl Meta {
                 for n in vm.snaps.values() {
                     self.names.remove(n);
                 }
+                // A pending snapshot delete of this volume ends with it.
+                self.snap_reclaim.retain(|j| j.vol != *id);
                 if !durable && self.borrows.table.is_empty() {
                     // At run time the extents go back in bounded batches
                     // (`reclaim_step`). Only while no copy-offload borrow
@@ -569,27 +734,29 @@ impl Meta {
                 if !self.fill_before_delete(*vol, *gen).is_empty() {
                     return corrupt("delete of a snapshot whose extents partial entries read from");
                 }
-                let Some(vm) = self.vols.get_mut(vol) else {
+                let Some(vm) = self.vols.get(vol) else {
                     return corrupt(format!("snapshot delete on missing volume {vol}"));
                 };
                 if !vm.snaps.contains_key(gen) {
                     return corrupt(format!("delete of missing snapshot {vol}@{gen}"));
                 }
-                let doomed = Self::doomed(vm, *gen);
-                let Some(name) = vm.snaps.remove(gen) else {
+                let mut job = self.delete_job(vm, *gen);
+                let Some(name) = self.vols.get_mut(vol).and_then(|vm| vm.snaps.remove(gen)) else {
                     return corrupt(format!("delete of missing snapshot {vol}@{gen}"));
                 };
-                let mut freed = Vec::with_capacity(doomed.len());
-                for (death, vext, birth) in doomed {
-                    vm.dead_by_death.remove(&(death, vext, birth));
-                    vm.partial.remove(&(vext, birth));
-                    if let Some(d) = vm.dead.remove(&(vext, birth)) {
-                        freed.push(d.pext);
-                    }
-                }
                 self.names.remove(&name);
-                for p in freed {
-                    self.release(p, durable);
+                if durable || !self.borrows.table.is_empty() {
+                    // Replay (freed extents are reusable at once), or a
+                    // pool with copy-offload borrows (kept simple: all now).
+                    self.snapshot_reclaim_step(&mut job, usize::MAX, durable);
+                } else {
+                    // At run time: one batch now (small deletes end here),
+                    // the rest a batch per later write or commit.
+                    let batch = self.reclaim_batch;
+                    let (_, done) = self.snapshot_reclaim_step(&mut job, batch, false);
+                    if !done {
+                        self.snap_reclaim.push_back(job);
+                    }
                 }
             }
             Record::Map {
@@ -631,10 +798,18 @@ impl Meta {
                 valid,
             } => {
                 let full = self.layout.full_mask();
+                // An entry a snapshot delete freed is gone, even while its
+                // removal is pending (replay removes it at once).
+                let freed = self
+                    .vols
+                    .get(vol)
+                    .and_then(|vm| vm.dead.get(&(*vext, *birth)))
+                    .is_some_and(|d| self.doomed_pending(*vol, *birth, d.death));
                 let Some(p) = self
                     .vols
                     .get_mut(vol)
                     .and_then(|vm| vm.partial.get_mut(&(*vext, *birth)))
+                    .filter(|_| !freed)
                 else {
                     return corrupt(format!("fill of volume {vol} extent {vext}: not partial"));
                 };
@@ -762,8 +937,15 @@ impl Meta {
                 w.u64(l.pext);
                 w.u64(l.birth);
             }
-            w.u64(vm.dead.len() as u64);
-            for ((vext, birth), d) in &vm.dead {
+            // Entries a snapshot delete freed but has not removed yet are
+            // left out (their extents are written as free below).
+            let dead: Vec<_> = vm
+                .dead
+                .iter()
+                .filter(|((_, birth), d)| !self.doomed_pending(vm.id, *birth, d.death))
+                .collect();
+            w.u64(dead.len() as u64);
+            for ((vext, birth), d) in dead {
                 w.u64(*vext);
                 w.u64(*birth);
                 w.u64(d.pext);
@@ -779,22 +961,33 @@ impl Meta {
         let _ = free.serialize_into(&mut fb);
         w.u64(fb.len() as u64);
         w.bytes(&fb);
-        let partials = self.partial_count();
+        // Partial entries of entries a snapshot delete freed are left out
+        // with them.
+        let mut partials = Vec::new();
+        for vm in self.vols.values() {
+            let mut keyed: Vec<_> = vm
+                .partial
+                .iter()
+                .filter(|((vext, birth), _)| {
+                    !vm.dead
+                        .get(&(*vext, *birth))
+                        .is_some_and(|d| self.doomed_pending(vm.id, *birth, d.death))
+                })
+                .collect();
+            keyed.sort_unstable_by_key(|(k, _)| **k);
+            partials.extend(keyed.into_iter().map(|(k, p)| (vm.id, *k, *p)));
+        }
         // The partial section follows the borrow section, so that one is
         // written (maybe empty) whenever partial entries exist.
-        self.encode_borrows(&mut w, partials > 0);
-        if partials > 0 {
-            w.u64(partials as u64);
-            for vm in self.vols.values() {
-                let mut keyed: Vec<_> = vm.partial.iter().collect();
-                keyed.sort_unstable_by_key(|(k, _)| **k);
-                for ((vext, birth), p) in keyed {
-                    w.u64(vm.id);
-                    w.u64(*vext);
-                    w.u64(*birth);
-                    w.u64(p.src.unwrap_or(ZERO_SOURCE));
-                    w.u128(p.valid);
-                }
+        self.encode_borrows(&mut w, !partials.is_empty());
+        if !partials.is_empty() {
+            w.u64(partials.len() as u64);
+            for (vol, (vext, birth), p) in partials {
+                w.u64(vol);
+                w.u64(vext);
+                w.u64(birth);
+                w.u64(p.src.unwrap_or(ZERO_SOURCE));
+                w.u128(p.valid);
             }
         }
         w.0
@@ -984,6 +1177,11 @@ impl Meta {
                 }
             }
             for ((vext, birth), d) in &vm.dead {
+                if self.doomed_pending(vm.id, *birth, d.death) {
+                    // Freed by a snapshot delete, removal pending: counts
+                    // as reclaiming (free) below.
+                    continue;
+                }
                 if *birth >= d.death || d.death > self.gen {
                     problems.push(format!(
                         "volume {:?}: retired extent {vext} has lifetime [{birth}, {})",

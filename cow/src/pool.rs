@@ -38,9 +38,6 @@ pub const DEFAULT_EXTENT_SIZE: u32 = 64 << 10;
 /// Journal buffer size that triggers a commit without a flush.
 const AUTO_COMMIT_BYTES: usize = 1 << 20;
 const STRIPES: usize = 1024;
-/// Entries of deleted volumes returned to the free space per reclaim step
-/// (one step rides on each write and each commit; about a millisecond).
-const RECLAIM_BATCH: usize = 8192;
 /// The background filler's period, the quiet time it waits for, and the
 /// partial entries it fills per tick.
 const FILL_TICK: std::time::Duration = std::time::Duration::from_millis(20);
@@ -425,7 +422,7 @@ impl Pool {
             let st = self.state.read();
             (
                 st.journal.len() >= AUTO_COMMIT_BYTES,
-                !st.meta.reclaim.is_empty(),
+                st.meta.reclaim_pending(),
             )
         };
         if reclaim {
@@ -443,8 +440,9 @@ impl Pool {
     /// holds the metadata lock for long.
     fn reclaim_step(&self) {
         let mut st = self.state.write();
-        if !st.meta.reclaim.is_empty() {
-            st.meta.reclaim_step(RECLAIM_BATCH);
+        if st.meta.reclaim_pending() {
+            let batch = st.meta.reclaim_batch;
+            st.meta.reclaim_step(batch);
         }
     }
 
@@ -453,10 +451,11 @@ impl Pool {
     pub(crate) fn reclaim_all(&self) {
         loop {
             let mut st = self.state.write();
-            if st.meta.reclaim.is_empty() {
+            if !st.meta.reclaim_pending() {
                 return;
             }
-            st.meta.reclaim_step(RECLAIM_BATCH);
+            let batch = st.meta.reclaim_batch;
+            st.meta.reclaim_step(batch);
         }
     }
 
@@ -466,7 +465,7 @@ impl Pool {
         if self.read_only {
             return Ok(());
         }
-        if !self.state.read().meta.reclaim.is_empty() {
+        if self.state.read().meta.reclaim_pending() {
             self.reclaim_step();
         }
         // Group commit: a commit that took the journal after this call
@@ -899,6 +898,8 @@ impl Pool {
             let pext = match vm.live.get(&vext) {
                 Some(l) if l.birth == birth => l.pext,
                 _ => match vm.dead.get(&(vext, birth)) {
+                    // Freed by a snapshot delete (removal pending): no fill.
+                    Some(d) if st.meta.doomed_pending(vol, birth, d.death) => return Ok(false),
                     Some(d) => d.pext,
                     None => return Ok(false),
                 },
@@ -929,11 +930,13 @@ impl Pool {
                 .write_at(&buf, self.layout.extent_offset(pext) + off)?;
         }
         let mut st = self.state.write();
-        let still = st
-            .meta
-            .vols
-            .get(&vol)
-            .is_some_and(|vm| vm.partial.get(&(vext, birth)) == Some(&part));
+        let still = st.meta.vols.get(&vol).is_some_and(|vm| {
+            vm.partial.get(&(vext, birth)) == Some(&part)
+                && !vm
+                    .dead
+                    .get(&(vext, birth))
+                    .is_some_and(|d| st.meta.doomed_pending(vol, birth, d.death))
+        });
         if !still {
             return Ok(false);
         }
@@ -953,15 +956,7 @@ impl Pool {
     /// first); returns how many it filled.
     pub fn fill_partials(&self, budget: usize) -> Result<usize> {
         self.check_writable()?;
-        let keys: Vec<(u64, u64, u64)> = {
-            let st = self.state.read();
-            st.meta
-                .vols
-                .values()
-                .flat_map(|v| v.partial.keys().map(move |(x, b)| (v.id, *x, *b)))
-                .take(budget)
-                .collect()
-        };
+        let keys = self.state.read().meta.partial_keys(budget);
         let _gate = self.gate.read();
         let mut filled = 0;
         for (vol, vext, birth) in keys {
@@ -970,6 +965,19 @@ impl Pool {
             }
         }
         Ok(filled)
+    }
+
+    /// Sets how many entries a reclaim step of deleted volumes and
+    /// snapshots frees (tests use small batches to exercise deletes that
+    /// span many steps).
+    #[doc(hidden)]
+    pub fn set_reclaim_batch(&self, entries: usize) {
+        self.state.write().meta.reclaim_batch = entries.max(1);
+    }
+
+    /// Whether deleted volumes or snapshots still have extents to return.
+    pub fn reclaim_pending(&self) -> bool {
+        self.state.read().meta.reclaim_pending()
     }
 
     /// Partial entries waiting for their fill.
@@ -1138,6 +1146,37 @@ impl Pool {
                 if st.meta.vol(id)?.live.contains_key(&vext) {
                     continue;
                 }
+                let pext = st.meta.free.min().ok_or(Error::NoSpace)? as u64;
+                let birth = st.meta.gen;
+                st.meta.apply(
+                    &Record::Map {
+                        vol: id,
+                        vext,
+                        pext,
+                        birth,
+                    },
+                    false,
+                )?;
+            }
+        }
+        self.checkpoint()
+    }
+
+    /// Maps every mapped virtual extent of `volume` to a fresh physical
+    /// extent without writing data (the old mappings retire as a write
+    /// would retire them), then checkpoints. For benchmarks that need a
+    /// snapshot with a large retired list.
+    #[doc(hidden)]
+    pub fn bench_remap(&self, volume: &str) -> Result<()> {
+        self.check_writable()?;
+        {
+            let mut st = self.state.write();
+            let id = match st.meta.names.get(volume) {
+                Some(Named::Volume(id)) => *id,
+                _ => return Err(Error::NotFound(volume.to_string())),
+            };
+            let vexts: Vec<u64> = st.meta.vol(id)?.live.keys().copied().collect();
+            for vext in vexts {
                 let pext = st.meta.free.min().ok_or(Error::NoSpace)? as u64;
                 let birth = st.meta.gen;
                 st.meta.apply(

@@ -290,7 +290,7 @@ impl Pool {
                         let sparse = data.len() < e
                             && !borrowed
                             && !matches!(old, View::Partial { .. })
-                            && st.meta.partial_count() < PARTIAL_CAP;
+                            && st.meta.partial_held() < PARTIAL_CAP;
                         let new = st.meta.free.min().ok_or(Error::NoSpace)?;
                         st.meta.free.remove(new);
                         st.meta.reserved.insert(new);

@@ -130,6 +130,8 @@ fn crash_point(seed: u64) -> Result<(), String> {
     let sim = SimBackend::new(0);
     let pool = Pool::create_on(Box::new(sim.clone()), None, &options(extent_size))
         .map_err(|e| e.to_string())?;
+    // Deletes span several reclaim steps (crash points fall between them).
+    pool.set_reclaim_batch(1 + rng.below(4) as usize);
     pool.create_volume("v", VOL_BLOCKS * BS as u64)
         .map_err(|e| e.to_string())?;
     let start = sim.points();

@@ -153,6 +153,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
     let mut sim = SimBackend::new(0);
     let mut pool: Arc<Pool> = Pool::create_on(Box::new(sim.clone()), None, &opts).unwrap();
+    // Deletes free a few entries per step, so a delete's work spans the
+    // writes, commits, checks and reopens that follow it.
+    pool.set_reclaim_batch(3);
     let mut vols: Vec<ModelVol> = (0..2)
         .map(|i| ModelVol {
             name: format!("v{i}"),
@@ -336,6 +339,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     drop(pool);
                 }
                 pool = Pool::open_on(Box::new(sim.clone()), None, false).unwrap();
+                pool.set_reclaim_batch(3);
             }
         }
         let report = pool.check();
