@@ -49,6 +49,13 @@ pub trait Backend: Send + Sync {
     }
     /// Writes all of `data` at `offset`.
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `data` at `offset` into the page cache on the calling
+    /// thread (a plain `pwrite`, never handed to another thread), if this
+    /// backend writes through a cache. `None`: it does not (`O_DIRECT`, the
+    /// simulator); nothing was written.
+    fn write_cached_here(&self, _data: &[u8], _offset: u64) -> Option<io::Result<()>> {
+        None
+    }
     /// Makes every completed write durable.
     fn sync(&self) -> io::Result<()>;
     /// Size of the store in bytes.
@@ -373,6 +380,12 @@ impl Backend for FileBackend {
             offset,
             true,
         )
+    }
+    fn write_cached_here(&self, data: &[u8], offset: u64) -> Option<io::Result<()>> {
+        if self.direct.is_some() {
+            return None;
+        }
+        Some(self.file.write_all_at(data, offset))
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()

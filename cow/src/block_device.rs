@@ -165,6 +165,16 @@ pub trait BlockDevice: Send + Sync + 'static {
     /// Writes `data` (whole blocks) at `lba`.
     fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError>;
 
+    /// Writes `data` at `lba` as a cached write ([`Durability::Cached`])
+    /// only if that needs no wait: no lock anyone holds, no allocation or
+    /// metadata change, no read from the disk, just a copy into the page
+    /// cache on the calling thread. `true`: written (exactly as `write`
+    /// would have). `false`: nothing was written; call `write`. Lets the
+    /// transport answer such a write on the connection's own task.
+    fn write_if_cheap(&self, _lba: u64, _data: &[u8]) -> bool {
+        false
+    }
+
     /// Makes every completed write durable (SYNCHRONIZE CACHE).
     fn flush(&self) -> Result<(), BlockError>;
 

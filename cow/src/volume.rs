@@ -30,6 +30,9 @@ use crate::format::{Record, TOMBSTONE, ZERO_SOURCE};
 use crate::meta::{Partial, View, LIVE};
 use crate::pool::Pool;
 
+/// Largest write [`BlockDevice::write_if_cheap`] takes.
+pub const MAX_CHEAP_WRITE: usize = 128 << 10;
+
 /// Most partial entries a pool keeps; past it redirects copy whole extents
 /// (bounds the metadata partial entries take while the filler catches up).
 pub(crate) const PARTIAL_CAP: usize = 1 << 16;
@@ -224,6 +227,70 @@ impl Pool {
                 return false;
             }
         }
+        true
+    }
+
+    /// [`BlockDevice::write_if_cheap`] for volume `vol`: every piece lands
+    /// in place in an extent the head owns whole (not shared, not partial),
+    /// the transfer is 4 KiB-aligned (so the page cache never has to read
+    /// a page to merge it), and no lock is contended.
+    fn write_volume_if_cheap(&self, vol: u64, g: &Geometry, lba: u64, data: &[u8]) -> bool {
+        const PAGE: u64 = 4096;
+        let Ok(blocks) = g.blocks_in(data.len()) else {
+            return false;
+        };
+        let byte = lba * g.block_size as u64;
+        if data.is_empty()
+            || data.len() > MAX_CHEAP_WRITE
+            || !byte.is_multiple_of(PAGE)
+            || !(data.len() as u64).is_multiple_of(PAGE)
+            || g.check_range(lba, blocks).is_err()
+            || self.check_writable().is_err()
+        {
+            return false;
+        }
+        let Some(_gate) = self.gate.try_read() else {
+            return false;
+        };
+        let mut held = Vec::with_capacity(2);
+        let mut plan = Vec::with_capacity(2);
+        for p in pieces(self, lba, data.len()) {
+            let Some(stripe) = self.stripe(vol, p.vext).try_lock() else {
+                return false;
+            };
+            held.push(stripe);
+            let Some(st) = self.state.try_read() else {
+                return false;
+            };
+            let Ok(vm) = st.meta.vol(vol) else {
+                return false;
+            };
+            match vm.live.get(&p.vext) {
+                Some(l)
+                    if l.pext != TOMBSTONE
+                        && !crate::range_share::is_borrow(l.pext)
+                        && vm.newest_snap().is_none_or(|s| l.birth > s)
+                        && !vm.partial.contains_key(&(p.vext, l.birth)) =>
+                {
+                    plan.push((l.pext, p));
+                }
+                _ => return false,
+            }
+        }
+        for (i, (pext, p)) in plan.iter().enumerate() {
+            let at = self.layout.extent_offset(*pext) + p.offset as u64;
+            let wrote = self
+                .backend
+                .write_cached_here(&data[p.start..p.start + p.len], at);
+            // Not a cached backend (then nothing was written: the first
+            // piece decides), or an error, which the slow path meets again
+            // and reports; it rewrites the same bytes, which is harmless.
+            if !matches!(wrote, Some(Ok(()))) {
+                debug_assert!(i == 0 || wrote.is_some());
+                return false;
+            }
+        }
+        self.note_write();
         true
     }
 
@@ -715,6 +782,11 @@ impl BlockDevice for Volume {
     fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError> {
         self.pool
             .write_volume(self.id, &self.geometry, lba, data, durability)
+    }
+
+    fn write_if_cheap(&self, lba: u64, data: &[u8]) -> bool {
+        self.pool
+            .write_volume_if_cheap(self.id, &self.geometry, lba, data)
     }
 
     fn flush(&self) -> Result<(), BlockError> {

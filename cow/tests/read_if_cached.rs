@@ -71,3 +71,54 @@ fn direct_io_never_answers_from_the_cache() {
     v.read(0, &mut buf).unwrap();
     assert_eq!(buf, vec![1u8; 4096]);
 }
+
+/// `write_if_cheap`: only a 4 KiB-aligned write in place into an extent the
+/// volume owns whole; anything that would allocate, redirect or merge is
+/// refused with nothing written, and the slow path then does it.
+#[test]
+fn cheap_writes_land_in_owned_extents_only() {
+    let pool = pool("cheap-write.pool", IoMode::Uring);
+    let v = pool.create_volume("v", 1 << 20).unwrap();
+    let old = vec![0x11u8; 64 << 10];
+    v.write(0, &old, Durability::Cached).unwrap();
+    let new = vec![0x22u8; 4096];
+    let read = |dev: &dyn BlockDevice, lba: u64| {
+        let mut b = vec![0u8; 4096];
+        dev.read(lba, &mut b).unwrap();
+        b
+    };
+
+    assert!(v.write_if_cheap(8, &new), "owned, aligned: written here");
+    assert_eq!(read(&v, 8), new);
+    assert!(!v.write_if_cheap(1, &new[..512]), "not 4 KiB-aligned");
+    assert!(
+        !v.write_if_cheap(128, &new),
+        "unmapped: needs an allocation"
+    );
+    assert_eq!(read(&v, 128), vec![0u8; 4096]);
+
+    let s = v.snapshot("s").unwrap();
+    assert!(!v.write_if_cheap(16, &new), "shared with a snapshot");
+    assert_eq!(read(&v, 16), vec![0x11u8; 4096], "nothing written");
+    // The slow path redirects (a partial entry), which is not cheap either.
+    v.write(16, &new, Durability::Cached).unwrap();
+    assert!(!v.write_if_cheap(24, &new), "partial entry");
+    assert_eq!(read(&s, 16), vec![0x11u8; 4096]);
+    assert_eq!(read(&s, 8), new, "the snapshot has the earlier cheap write");
+    assert!(pool.check().is_clean(), "{}", pool.check().summary());
+
+    let direct = self::pool("cheap-direct.pool", IoMode::UringDirect);
+    let d = direct.create_volume("d", 1 << 20).unwrap();
+    d.write(0, &old, Durability::Cached).unwrap();
+    let mode = FileBackend::open_with(&temp("probe2.pool"), true, IoMode::UringDirect)
+        .unwrap()
+        .mode();
+    if mode == IoMode::UringDirect {
+        assert!(
+            !d.write_if_cheap(8, &new),
+            "O_DIRECT writes wait for the disk"
+        );
+    } else {
+        eprintln!("WARNING: no O_DIRECT on this file system; the O_DIRECT case was not checked");
+    }
+}

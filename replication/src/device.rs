@@ -158,6 +158,46 @@ impl BlockDevice for ReplicaDevice {
         self.inner.read_if_cached(lba, buf)
     }
 
+    fn write_if_cheap(&self, lba: u64, data: &[u8]) -> bool {
+        let g = self.geometry();
+        let Ok(blocks) = g.blocks_in(data.len()) else {
+            return false;
+        };
+        if g.check_range(lba, blocks).is_err() || self.check_fence().is_err() {
+            return false;
+        }
+        let Some(_gate) = self.gate.try_read() else {
+            return false;
+        };
+        // A mirror is told of every write, which may wait: not here.
+        match self.observer.try_read() {
+            Some(o) if o.is_none() => {}
+            _ => return false,
+        }
+        let mut idx: Vec<usize> = self
+            .extents(lba, blocks)
+            .map(|v| v as usize % STRIPES)
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut locks = Vec::with_capacity(idx.len());
+        for i in idx {
+            match self.stripes[i].try_lock() {
+                Some(l) => locks.push(l),
+                None => return false,
+            }
+        }
+        if !self.inner.write_if_cheap(lba, data) {
+            return false;
+        }
+        // Marked under the locks, as `lock_range` does.
+        let mut written = self.written.lock();
+        for v in self.extents(lba, blocks) {
+            written.insert(v as u32);
+        }
+        true
+    }
+
     fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError> {
         let g = self.geometry();
         let blocks = g.blocks_in(data.len())?;

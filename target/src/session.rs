@@ -778,18 +778,19 @@ impl Reader {
             let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
             return;
         }
-        if let (true, false, Some(nexus)) = (cmd.read, cmd.write, self.nexus.as_ref()) {
-            // A READ whose data is cached is answered here, without the
-            // hop to a blocking thread (see `scsi::inline`).
+        if let (true, Some(nexus)) = (cmd.read != cmd.write, self.nexus.as_ref()) {
+            // A READ whose data is cached, or a WRITE that goes straight
+            // into the page cache, is answered here, without the hop to a
+            // blocking thread (see `scsi::inline`).
             let req = CommandRequest {
                 cdb: long_cdb.as_deref().unwrap_or(&cmd.cdb),
                 edtl: cmd.edtl,
                 read: cmd.read,
                 write: cmd.write,
-                data_out: &[],
+                data_out: &data_out,
             };
             let epoch = target.luns.task_epoch(lun, nexus.id);
-            if let Some(outcome) = target.luns.execute_if_cached(lun, nexus, &req) {
+            if let Some(outcome) = target.luns.execute_if_cheap(lun, nexus, &req) {
                 // A reset (or PREEMPT AND ABORT) meanwhile aborted it.
                 if target.luns.task_epoch(lun, nexus.id) == epoch {
                     let _ = self.tx.send(response_pdus(&cmd, outcome, &params));

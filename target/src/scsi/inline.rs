@@ -1,15 +1,20 @@
-//! Running a READ on the connection's own task when its data is cached.
+//! Running a READ whose data is cached, or a WRITE that can go straight
+//! into the page cache, on the connection's own task.
 //!
 //! Every command normally runs on a blocking thread, because a read or a
 //! write may wait for the disk. That hop (wake a thread, switch to it, wake
-//! the connection's writer from it) costs more than a 4 KiB copy from the
-//! page cache. So the transport first offers a plain READ here: it runs the
-//! whole command as usual, except that the device read must not wait
-//! ([`BlockDevice::read_if_cached`](ironlun_cow::BlockDevice::read_if_cached)).
-//! If it would, the attempt is dropped (it changed nothing: a READ has no
-//! side effects before its data is read, and a unit attention or a
-//! conflict found before that is a complete answer) and the transport
-//! runs the command on a blocking thread as before.
+//! the connection's writer from it) costs more than a 4 KiB copy to or
+//! from the page cache. So the transport first offers a plain READ or
+//! WRITE here: it runs the whole command as usual, except that the device
+//! I/O must not wait
+//! ([`BlockDevice::read_if_cached`](ironlun_cow::BlockDevice::read_if_cached),
+//! [`BlockDevice::write_if_cheap`](ironlun_cow::BlockDevice::write_if_cheap):
+//! a cached write, no FUA, into an extent the volume owns whole, no lock
+//! contended). If it would, the attempt is dropped (it changed nothing: a
+//! READ or WRITE has no side effects before its device I/O, the device
+//! refuses before writing anything, and a unit attention or a conflict
+//! found before that is a complete answer) and the transport runs the
+//! command on a blocking thread as before.
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
@@ -17,9 +22,9 @@ use std::panic::AssertUnwindSafe;
 use super::cdb::op;
 use super::{CommandOutcome, CommandRequest, LunMap, Nexus};
 
-/// Largest READ answered inline; longer copies stay off the connection's
-/// task so they cannot delay its other commands.
-pub const MAX_INLINE_READ_BYTES: u32 = 128 << 10;
+/// Largest READ or WRITE run inline; longer copies stay off the
+/// connection's task so they cannot delay its other commands.
+pub const MAX_INLINE_BYTES: u32 = 128 << 10;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Attempt {
@@ -46,10 +51,11 @@ pub(super) fn would_wait() {
 }
 
 impl LunMap {
-    /// Runs `req` at once if it is a READ of at most
-    /// [`MAX_INLINE_READ_BYTES`] whose data is cached; `None` means "run it
-    /// with [`LunMap::execute`] on a blocking thread", and nothing happened.
-    pub fn execute_if_cached(
+    /// Runs `req` at once if it is a READ of at most [`MAX_INLINE_BYTES`]
+    /// whose data is cached, or a WRITE of at most that which goes straight
+    /// into the page cache; `None` means "run it with [`LunMap::execute`]
+    /// on a blocking thread", and nothing happened.
+    pub fn execute_if_cheap(
         &self,
         lun: u64,
         nexus: &Nexus,
@@ -57,7 +63,12 @@ impl LunMap {
     ) -> Option<CommandOutcome> {
         let opcode = *req.cdb.first()?;
         let is_read = matches!(opcode, op::READ_6 | op::READ_10 | op::READ_12 | op::READ_16);
-        if !is_read || req.write || req.edtl > MAX_INLINE_READ_BYTES || self.get(lun).is_none() {
+        let is_write = matches!(
+            opcode,
+            op::WRITE_6 | op::WRITE_10 | op::WRITE_12 | op::WRITE_16
+        );
+        let plain = (is_read && !req.write) || (is_write && !req.read);
+        if !plain || req.edtl > MAX_INLINE_BYTES || self.get(lun).is_none() {
             return None;
         }
         ATTEMPT.set(Attempt::NoWait);
@@ -101,6 +112,10 @@ mod tests {
         }
         fn write(&self, lba: u64, data: &[u8], d: Durability) -> Result<(), BlockError> {
             self.inner.write(lba, data, d)
+        }
+        fn write_if_cheap(&self, lba: u64, data: &[u8]) -> bool {
+            self.cached.load(Ordering::SeqCst)
+                && self.inner.write(lba, data, Durability::Cached).is_ok()
         }
         fn flush(&self) -> Result<(), BlockError> {
             self.inner.flush()
@@ -151,7 +166,7 @@ mod tests {
         // The first command of a nexus reports the power-on unit attention.
         map.execute(0, &nexus, &req(&[0, 0, 0, 0, 0, 0], 0));
         let cdb = read10(3, 1);
-        let inline = map.execute_if_cached(0, &nexus, &req(&cdb, 512)).unwrap();
+        let inline = map.execute_if_cheap(0, &nexus, &req(&cdb, 512)).unwrap();
         let blocking = map.execute(0, &nexus, &req(&cdb, 512));
         assert_eq!(inline.status, status::GOOD);
         assert_eq!(&inline.data_in[..], &block[..]);
@@ -164,7 +179,7 @@ mod tests {
         let (_dev, map, nexus) = setup(false);
         map.execute(0, &nexus, &req(&[0, 0, 0, 0, 0, 0], 0));
         let cdb = read10(0, 8);
-        assert!(map.execute_if_cached(0, &nexus, &req(&cdb, 4096)).is_none());
+        assert!(map.execute_if_cheap(0, &nexus, &req(&cdb, 4096)).is_none());
         let o = map.execute(0, &nexus, &req(&cdb, 4096));
         assert_eq!(o.status, status::GOOD);
         assert_eq!(o.data_in.len(), 4096);
@@ -176,39 +191,111 @@ mod tests {
         map.execute(0, &nexus, &req(&[0, 0, 0, 0, 0, 0], 0));
         map.get(0).unwrap().reset(ResetKind::LogicalUnit, &nexus);
         let cdb = read10(0, 1);
-        let ua = map.execute_if_cached(0, &nexus, &req(&cdb, 512)).unwrap();
+        let ua = map.execute_if_cheap(0, &nexus, &req(&cdb, 512)).unwrap();
         assert_sense(&ua, 0x06, 0x29, 0x03);
         // Reported once: the data itself is not cached, so the read goes on
         // to the blocking path.
-        assert!(map.execute_if_cached(0, &nexus, &req(&cdb, 512)).is_none());
+        assert!(map.execute_if_cheap(0, &nexus, &req(&cdb, 512)).is_none());
+    }
+
+    fn write10(lba: u8, blocks: u8, fua: bool) -> [u8; 10] {
+        [
+            0x2a,
+            if fua { 0x08 } else { 0 },
+            0,
+            0,
+            0,
+            lba,
+            0,
+            0,
+            blocks,
+            0,
+        ]
+    }
+
+    fn write_req<'a>(cdb: &'a [u8], data: &'a [u8]) -> CommandRequest<'a> {
+        CommandRequest {
+            cdb,
+            edtl: data.len() as u32,
+            read: false,
+            write: true,
+            data_out: data,
+        }
+    }
+
+    fn block_at(dev: &CacheSwitch, lba: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 512];
+        dev.read(lba, &mut b).unwrap();
+        b
     }
 
     #[test]
-    fn only_plain_reads_within_the_limit_run_inline() {
+    fn cheap_write_is_answered_inline_and_lands() {
+        let (dev, map, nexus) = setup(true);
+        map.execute(0, &nexus, &req(&[0, 0, 0, 0, 0, 0], 0));
+        let data: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
+        let cdb = write10(4, 2, false);
+        let o = map
+            .execute_if_cheap(0, &nexus, &write_req(&cdb, &data))
+            .unwrap();
+        assert_eq!(o.status, status::GOOD);
+        assert_eq!(o.transfer_len, 1024);
+        assert_eq!(block_at(&dev, 5), data[512..].to_vec());
+    }
+
+    #[test]
+    fn writes_that_would_wait_go_to_the_blocking_path_untouched() {
+        let (dev, map, nexus) = setup(true);
+        map.execute(0, &nexus, &req(&[0, 0, 0, 0, 0, 0], 0));
+        let data = vec![0xabu8; 512];
+        // FUA: needs a commit.
+        let fua = write10(2, 1, true);
+        assert!(map
+            .execute_if_cheap(0, &nexus, &write_req(&fua, &data))
+            .is_none());
+        assert_eq!(block_at(&dev, 2), vec![0u8; 512]);
+        // A range lock held (COMPARE AND WRITE or a copy in progress).
+        let lu = map.get(0).unwrap();
+        let held = lu.ranges.lock(2, 1);
+        let plain = write10(2, 1, false);
+        assert!(map
+            .execute_if_cheap(0, &nexus, &write_req(&plain, &data))
+            .is_none());
+        drop(held);
+        // The device cannot write without waiting.
+        dev.cached.store(false, Ordering::SeqCst);
+        assert!(map
+            .execute_if_cheap(0, &nexus, &write_req(&plain, &data))
+            .is_none());
+        assert_eq!(block_at(&dev, 2), vec![0u8; 512]);
+        // The blocking path writes it.
+        let o = map.execute(0, &nexus, &write_req(&plain, &data));
+        assert_eq!(o.status, status::GOOD);
+        assert_eq!(block_at(&dev, 2), data);
+    }
+
+    #[test]
+    fn only_plain_reads_and_writes_within_the_limit_run_inline() {
         let (_dev, map, nexus) = setup(true);
         map.execute(0, &nexus, &req(&[0, 0, 0, 0, 0, 0], 0));
-        let write = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
-        let w = CommandRequest {
-            cdb: &write,
-            edtl: 512,
-            read: false,
-            write: true,
-            data_out: &[0u8; 512],
-        };
-        assert!(map.execute_if_cached(0, &nexus, &w).is_none());
-        // 257 blocks of 512 bytes: just over MAX_INLINE_READ_BYTES.
+        // WRITE AND VERIFY is not a plain WRITE.
+        let wv = [0x2e, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert!(map
+            .execute_if_cheap(0, &nexus, &write_req(&wv, &[0u8; 512]))
+            .is_none());
+        // 257 blocks of 512 bytes: just over MAX_INLINE_BYTES.
         let big = [0x28, 0, 0, 0, 0, 0, 0, 1, 1, 0];
         assert!(map
-            .execute_if_cached(0, &nexus, &req(&big, 257 * 512))
+            .execute_if_cheap(0, &nexus, &req(&big, 257 * 512))
             .is_none());
         let limit = [0x28, 0, 0, 0, 0, 0, 0, 1, 0, 0];
         assert!(map
-            .execute_if_cached(0, &nexus, &req(&limit, 256 * 512))
+            .execute_if_cheap(0, &nexus, &req(&limit, 256 * 512))
             .is_some());
         let tur = [0u8; 6];
-        assert!(map.execute_if_cached(0, &nexus, &req(&tur, 0)).is_none());
+        assert!(map.execute_if_cheap(0, &nexus, &req(&tur, 0)).is_none());
         assert!(map
-            .execute_if_cached(7, &nexus, &req(&read10(0, 1), 512))
+            .execute_if_cheap(7, &nexus, &req(&read10(0, 1), 512))
             .is_none());
     }
 }

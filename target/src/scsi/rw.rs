@@ -141,11 +141,28 @@ fn write(ctx: &Ctx<'_>, width: Width, lba: u64, blocks: u32, fua: bool) -> ScsiR
     // transfer length; data beyond it is not ours to write).
     let arrived = ctx.req.data_out.len().min(bytes as usize) / bs * bs;
     if arrived > 0 {
-        let _range = ctx.lu.ranges.lock(lba, (arrived / bs) as u64);
-        ctx.lu
-            .device
-            .write(lba, &ctx.req.data_out[..arrived], durability)
-            .map_err(write_err)?;
+        let data = &ctx.req.data_out[..arrived];
+        if super::inline::must_not_wait() {
+            // On the connection's task: only a cached write that goes
+            // straight into the page cache; anything else is left to the
+            // blocking path, with nothing written (see `inline`).
+            let done = durability == Durability::Cached
+                && ctx
+                    .lu
+                    .ranges
+                    .try_lock(lba, (arrived / bs) as u64)
+                    .is_some_and(|_range| ctx.lu.device.write_if_cheap(lba, data));
+            if !done {
+                super::inline::would_wait();
+                return Err(Sense::internal());
+            }
+        } else {
+            let _range = ctx.lu.ranges.lock(lba, (arrived / bs) as u64);
+            ctx.lu
+                .device
+                .write(lba, data, durability)
+                .map_err(write_err)?;
+        }
     }
     Ok(Reply::data_out(bytes as u32))
 }
