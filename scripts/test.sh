@@ -104,6 +104,24 @@ if [ "$crc" != 0 ] && [ "$cf" = 0 ]; then
 fi
 step_done "cargo test" "$([ "$crc" = 0 ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "$cp passed, $cf failed, $ci ignored"
 
+# ------------------------------------------------------------------ 4b. the store in a debug build
+# The release build masks integer overflow; the extent store's arithmetic (granule masks, extent
+# offsets, generations) is also run with overflow checks and debug assertions on.
+say "cargo test -p ironlun-cow (debug build: overflow checks)"
+t=$(date +%s)
+drc=0
+IRONLUN_CRASH_POINTS=2000 timeout -k 30 900 cargo test -p ironlun-cow --no-fail-fast < /dev/null > "$OUTDIR/cargo-test-cow-debug.log" 2>&1 || drc=$?
+read -r dp df di < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) g += $(i-1) } }
+  END { printf "%d %d %d\n", p, f, g }' "$OUTDIR/cargo-test-cow-debug.log")
+P=$((P + dp)); F=$((F + df)); S=$((S + di))
+sed -n 's/^test \(.*\) \.\.\. FAILED$/FAIL: cargo test (cow, debug): \1/p' "$OUTDIR/cargo-test-cow-debug.log" >> "$RESULTS"
+echo "cargo test (cow, debug): $dp passed, $df failed, $di ignored (rc=$drc)"
+if [ "$drc" != 0 ] && [ "$df" = 0 ]; then
+  tail -n 30 "$OUTDIR/cargo-test-cow-debug.log"
+  verdict FAIL "cargo test (cow, debug)" "exit status $drc without a failing test (compile error or timeout), see $OUTDIR/cargo-test-cow-debug.log"
+fi
+step_done "cargo test (cow, debug)" "$([ "$drc" = 0 ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "$dp passed, $df failed, $di ignored"
+
 # ------------------------------------------------------------------ 5. end-to-end suites
 SUITES=(libiscsi-tools chap conformance kguest)
 declare -A TMO=([libiscsi-tools]=300 [chap]=300 [conformance]=2400 [kguest]=2700)

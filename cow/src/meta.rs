@@ -605,7 +605,7 @@ impl Meta {
         let Some(vm) = self.vols.get(&vol) else {
             return Vec::new();
         };
-        if vm.partial.is_empty() {
+        if vm.partial.is_empty() || !vm.snaps.contains_key(&gen) {
             return Vec::new();
         }
         let job = self.delete_job(vm, gen);
@@ -1133,6 +1133,13 @@ impl Meta {
         let full = self.layout.full_mask();
         for vm in self.vols.values() {
             for (&(vext, birth), p) in &vm.partial {
+                let freed = vm
+                    .dead
+                    .get(&(vext, birth))
+                    .is_some_and(|d| self.doomed_pending(vm.id, birth, d.death));
+                if freed {
+                    continue;
+                }
                 let pext = match vm.live.get(&vext) {
                     Some(l) if l.birth == birth => Some(l.pext),
                     _ => vm.dead.get(&(vext, birth)).map(|d| d.pext),
@@ -1154,6 +1161,23 @@ impl Meta {
                 }
                 if let Some(src) = p.src {
                     fill_sources.push((vm.name.clone(), vext, src));
+                    // The source is what the volume showed there just
+                    // before: the entry this one replaced (retired when
+                    // this one was born), or the clone origin's view. Only
+                    // those are kept for it (see `fill_before_delete`).
+                    let own = vm
+                        .dead
+                        .range((vext, 0)..(vext, birth))
+                        .any(|(_, d)| d.death == birth && d.pext == src);
+                    let origin = vm.base.is_some_and(|(bv, bg)| {
+                        matches!(self.resolve(bv, vext, bg), Ok((View::Extent(x), false)) if x == src)
+                    });
+                    if !own && !origin {
+                        problems.push(format!(
+                            "volume {:?}: extent {vext} fills from physical extent {src}, which is neither the entry it replaced nor its origin's",
+                            vm.name
+                        ));
+                    }
                 }
             }
         }
@@ -1397,6 +1421,68 @@ mod tests {
         assert_eq!(back.lookup(2, 3, LIVE).unwrap(), None);
         assert_eq!(back.lookup(1, 0, 1).unwrap(), Some(5));
         assert_eq!(back.lookup(1, 0, LIVE).unwrap(), Some(7));
+    }
+
+    /// A partial entry must fill from the entry it replaced (or its
+    /// origin's): any other source is one a snapshot delete would not keep
+    /// for it, and the check says so before anything is freed.
+    #[test]
+    fn check_rejects_a_fill_source_it_would_not_keep() {
+        let layout = Layout::plan(64 << 20, 64 << 10, 512, None).unwrap();
+        let build = |src: u64| {
+            let mut m = Meta::new(layout);
+            let recs = [
+                Record::CreateVolume {
+                    id: 1,
+                    name: "v".into(),
+                    size: 1 << 20,
+                    base: None,
+                },
+                Record::Map {
+                    vol: 1,
+                    vext: 0,
+                    pext: 0,
+                    birth: 1,
+                },
+                Record::Map {
+                    vol: 1,
+                    vext: 1,
+                    pext: 1,
+                    birth: 1,
+                },
+                Record::Snapshot {
+                    vol: 1,
+                    gen: 1,
+                    name: "s".into(),
+                },
+                Record::MapPartial {
+                    vol: 1,
+                    vext: 0,
+                    pext: 2,
+                    birth: 2,
+                    src,
+                    valid: 1,
+                },
+                Record::Map {
+                    vol: 1,
+                    vext: 1,
+                    pext: 3,
+                    birth: 2,
+                },
+            ];
+            for r in &recs {
+                m.apply(r, true).unwrap();
+            }
+            m
+        };
+        let good = build(0);
+        assert!(good.check().is_clean(), "{}", good.check().summary());
+        assert_eq!(good.fill_before_delete(1, 1), vec![(0, 2)]);
+        let bad = build(1);
+        assert!(
+            !bad.check().is_clean(),
+            "the neighbour's extent is no fill source"
+        );
     }
 
     proptest! {

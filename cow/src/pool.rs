@@ -833,7 +833,7 @@ impl Pool {
     /// while a clone is based on it.
     pub fn delete_snapshot(&self, name: &str) -> Result<()> {
         self.check_writable()?;
-        for attempt in 0.. {
+        loop {
             let mut st = self.state.write();
             let (vol, gen) = match st.meta.names.get(name) {
                 Some(Named::Snapshot { vol, gen }) => (*vol, *gen),
@@ -851,18 +851,21 @@ impl Pool {
                     "snapshot {name:?} is the source of a copy-offload share"
                 )));
             }
-            if !st.meta.fill_before_delete(vol, gen).is_empty() {
+            let waiting = st.meta.fill_before_delete(vol, gen).len();
+            if waiting > 0 {
                 drop(st);
                 // Partial entries read from extents only this snapshot
-                // keeps: give them their data first. No new entry can come
-                // to read from them, so one pass does it (the bound only
-                // guards against a damaged map).
-                if attempt == 3 {
+                // keeps: give them their data first. Writes meanwhile can
+                // add more (a first write into an extent only the newest
+                // snapshot still shares), but each such extent only once,
+                // so passes that fill something end; one that fills
+                // nothing means a damaged map.
+                let filled = self.fill_for_delete(vol, gen)?;
+                if filled == 0 {
                     return Err(Error::Busy(format!(
-                        "snapshot {name:?}: partial entries reading from it could not be filled"
+                        "snapshot {name:?}: {waiting} partial entries reading from it could not be filled"
                     )));
                 }
-                self.fill_for_delete(vol, gen)?;
                 continue;
             }
             self.log(&mut st, Record::DeleteSnapshot { vol, gen })?;
@@ -873,19 +876,24 @@ impl Pool {
 
     /// Fills the partial entries that read from extents deleting the
     /// snapshot of `vol` at `gen` would free.
-    pub(crate) fn fill_for_delete(&self, vol: u64, gen: u64) -> Result<()> {
+    /// Returns how many it filled.
+    pub(crate) fn fill_for_delete(&self, vol: u64, gen: u64) -> Result<usize> {
         let keys = self.state.read().meta.fill_before_delete(vol, gen);
-        let _gate = self.gate.read();
+        let mut filled = 0;
         for (vext, birth) in keys {
-            self.fill_entry(vol, vext, birth)?;
+            if self.fill_entry(vol, vext, birth)? {
+                filled += 1;
+            }
         }
-        Ok(())
+        Ok(filled)
     }
 
     /// Copies the granules a partial entry does not hold from its fill
-    /// source into its extent and logs `Fill`. The caller holds the gate.
-    /// Returns false if the entry was not (or no longer) partial.
+    /// source into its extent and logs `Fill`. Returns false if the entry
+    /// was not (or no longer) partial. Holds the gate for this one entry
+    /// only, so a commit waiting to release extents is not held up long.
     pub(crate) fn fill_entry(&self, vol: u64, vext: u64, birth: u64) -> Result<bool> {
+        let _gate = self.gate.read();
         let _stripe = self.stripe(vol, vext).lock();
         let (pext, part) = {
             let st = self.state.read();
@@ -952,12 +960,11 @@ impl Pool {
         Ok(true)
     }
 
-    /// Fills up to `budget` partial entries (oldest volumes and extents
-    /// first); returns how many it filled.
+    /// Fills up to `budget` partial entries (in no particular order);
+    /// returns how many it filled.
     pub fn fill_partials(&self, budget: usize) -> Result<usize> {
         self.check_writable()?;
         let keys = self.state.read().meta.partial_keys(budget);
-        let _gate = self.gate.read();
         let mut filled = 0;
         for (vol, vext, birth) in keys {
             if self.fill_entry(vol, vext, birth)? {
@@ -997,25 +1004,36 @@ impl Pool {
         let weak = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()
             .name("cow-fill".into())
-            .spawn(move || loop {
-                std::thread::sleep(FILL_TICK);
-                let Some(pool) = weak.upgrade() else {
-                    return;
-                };
-                if pool.failed.load(Ordering::Acquire) {
-                    return;
-                }
-                let count = pool.partial_entries();
-                let idle = pool.ms_since_write() >= FILL_IDLE.as_millis() as u64;
-                if count == 0 || !(idle || count >= crate::volume::PARTIAL_CAP / 2) {
-                    continue;
-                }
-                if let Err(e) = pool
-                    .fill_partials(FILL_BATCH)
-                    .and_then(|_| pool.maybe_commit())
-                {
-                    tracing::warn!("cow pool: background fill stopped: {e}");
-                    return;
+            .spawn(move || {
+                let mut warned = false;
+                loop {
+                    std::thread::sleep(FILL_TICK);
+                    let Some(pool) = weak.upgrade() else {
+                        return;
+                    };
+                    if pool.failed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let count = pool.partial_entries();
+                    let idle = pool.ms_since_write() >= FILL_IDLE.as_millis() as u64;
+                    if count == 0 || !(idle || count >= crate::volume::PARTIAL_CAP / 2) {
+                        continue;
+                    }
+                    let done = pool
+                        .fill_partials(FILL_BATCH)
+                        .and_then(|_| pool.maybe_commit());
+                    if let Err(e) = done {
+                        // The entries stay partial (reads stay right; past
+                        // the cap redirects copy whole extents): try later.
+                        if !warned {
+                            tracing::warn!(
+                                "cow pool: background fill failed, retrying each second: {e}"
+                            );
+                            warned = true;
+                        }
+                        drop(pool);
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
                 }
             });
         if let Err(e) = spawned {

@@ -388,12 +388,23 @@ impl Pool {
                 .filter(|&(v, g)| !st.meta.has_clones(v, g) && !st.meta.has_borrowers(v, g))
                 .collect()
         };
-        for (vol, gen) in idle {
-            self.fill_for_delete(vol, gen)?;
-        }
-        {
-            let mut st = self.state.write();
-            self.reclaim_locked(&mut st, None)?;
+        // Filling for one delete can leave a neighbour to fill for after
+        // that delete: repeat while a round deletes something.
+        let mut before = usize::MAX;
+        loop {
+            for &(vol, gen) in &idle {
+                self.fill_for_delete(vol, gen)?;
+            }
+            let left = {
+                let mut st = self.state.write();
+                self.reclaim_locked(&mut st, None)?;
+                drop(st);
+                self.share_snapshots()
+            };
+            if left == 0 || left >= before {
+                break;
+            }
+            before = left;
         }
         self.commit()
     }
@@ -419,6 +430,14 @@ impl Pool {
             })
             .collect();
         for (vol, gen) in idle {
+            // Each delete moves its neighbours' bounds: look again right
+            // before the next one.
+            if st.meta.has_clones(vol, gen)
+                || st.meta.has_borrowers(vol, gen)
+                || !st.meta.fill_before_delete(vol, gen).is_empty()
+            {
+                continue;
+            }
             self.log(st, Record::DeleteSnapshot { vol, gen })?;
         }
         Ok(())

@@ -126,6 +126,9 @@ fn runs(granule: usize, valid: u128, start: usize, end: usize) -> Vec<(usize, us
 /// The granule mask covering bytes `[start, end)` of an extent (at most
 /// 128 granules).
 fn granule_mask(granule: usize, start: usize, end: usize) -> u128 {
+    if start >= end {
+        return 0;
+    }
     let first = start / granule;
     let n = end.div_ceil(granule) - first;
     let ones = if n >= 128 {
@@ -161,6 +164,9 @@ impl Pool {
         read: &mut ReadFn<'_>,
     ) -> std::io::Result<Option<()>> {
         let at = |pext: u64, off: usize| self.layout.extent_offset(pext) + off as u64;
+        if out.is_empty() {
+            return Ok(Some(()));
+        }
         match view {
             View::Zeros => {
                 out.fill(0);
@@ -383,8 +389,14 @@ impl Pool {
             let a = offset / g * g;
             let b = end.div_ceil(g) * g;
             let mut buf = vec![0u8; b - a];
-            edge(&mut buf[..offset - a], a)?;
-            edge(&mut buf[end - a..], end)?;
+            // Only edges that exist (an edge at the extent's end would
+            // name a granule past the last one).
+            if offset > a {
+                edge(&mut buf[..offset - a], a)?;
+            }
+            if b > end {
+                edge(&mut buf[end - a..], end)?;
+            }
             buf[offset - a..end - a].copy_from_slice(data);
             Ok((a, buf))
         };
@@ -427,6 +439,9 @@ impl Pool {
                 self.backend
                     .write_at(&buf, self.layout.extent_offset(pext) + a as u64)?;
                 let mut st = self.state.write();
+                // Deleted meanwhile (the data went into an extent on its
+                // way back to the free space, which the gate keeps unused).
+                st.meta.vol(vol)?;
                 self.log(
                     &mut st,
                     Record::Fill {

@@ -477,3 +477,54 @@ fn small_write_after_snapshot_redirects_only_its_granules() {
     drop(pool);
     let _ = std::fs::remove_file(&path);
 }
+
+/// Writes that end at an extent's end, into partial entries of extents
+/// with 128 granules (512-byte blocks, 64 KiB extents), on every path:
+/// in place into a partial entry, and a whole-extent copy from a partial
+/// one (found in review: a granule index one past the last).
+#[test]
+fn partial_writes_at_the_extent_end() {
+    const E: usize = 64 << 10;
+    let path = temp("partial-end.pool");
+    let pool = Pool::create(&path, 64 << 20, E as u32).unwrap();
+    let v = pool.create_volume("v", 1 << 20).unwrap();
+    let mut want = vec![0u8; 2 * E];
+    // Sequential 4 KiB writes into a fresh volume: the first makes a
+    // partial entry (zeros elsewhere), the rest go in place.
+    for i in 0..(2 * E / 4096) {
+        let d = pattern(i as u8, 4096);
+        v.write(i as u64 * 8, &d, Durability::Cached).unwrap();
+        want[i * 4096..(i + 1) * 4096].copy_from_slice(&d);
+    }
+    let mut got = vec![0u8; 2 * E];
+    v.read(0, &mut got).unwrap();
+    assert!(got == want);
+    assert_eq!(pool.partial_entries(), 0, "filled by the writes themselves");
+
+    // Snapshot, a partial write, another snapshot, then a write at the
+    // extent's end: the old view is partial, so the whole extent is copied.
+    pool.create_snapshot("v", "s1").unwrap();
+    v.write(0, &pattern(50, 512), Durability::Cached).unwrap();
+    want[..512].copy_from_slice(&pattern(50, 512));
+    pool.create_snapshot("v", "s2").unwrap();
+    v.write(127, &pattern(60, 512), Durability::Cached).unwrap();
+    want[127 * 512..128 * 512].copy_from_slice(&pattern(60, 512));
+    // And in place into a new partial entry, ending at the extent's end.
+    pool.create_snapshot("v", "s3").unwrap();
+    v.write(128, &pattern(70, 512), Durability::Cached).unwrap();
+    v.write(255, &pattern(80, 512), Durability::Cached).unwrap();
+    want[E..E + 512].copy_from_slice(&pattern(70, 512));
+    want[2 * E - 512..].copy_from_slice(&pattern(80, 512));
+    v.read(0, &mut got).unwrap();
+    assert!(got == want);
+    assert!(pool.check().is_clean(), "{}", pool.check().summary());
+    for s in ["s2", "s1", "s3"] {
+        pool.delete_snapshot(s).unwrap();
+        v.read(0, &mut got).unwrap();
+        assert!(got == want, "after deleting {s}");
+        assert!(pool.check().is_clean(), "{}", pool.check().summary());
+    }
+    drop(v);
+    drop(pool);
+    let _ = std::fs::remove_file(&path);
+}
