@@ -260,6 +260,9 @@ pub struct LogicalUnit {
     /// Per nexus, how many times its tasks here were aborted by another
     /// nexus (PREEMPT AND ABORT); added to `reset_epoch` per command.
     nexus_aborts: Mutex<HashMap<u64, u64>>,
+    /// Set by the first abort of [`LogicalUnit::nexus_aborts`]: until then
+    /// every count there is 0, and a command's epoch needs no lock.
+    aborted_any: std::sync::atomic::AtomicBool,
     pub(crate) state: Mutex<LuState>,
     /// Mode values that resets return to.
     defaults: ModeValues,
@@ -353,6 +356,7 @@ impl LogicalUnit {
             copy_results: xcopy::CopyResults::default(),
             reset_epoch: std::sync::atomic::AtomicU64::new(0),
             nexus_aborts: Mutex::new(HashMap::new()),
+            aborted_any: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -378,6 +382,9 @@ impl LogicalUnit {
     /// under another count is never answered.
     pub fn task_epoch(&self, nexus_id: u64) -> u64 {
         let resets = self.reset_epoch.load(std::sync::atomic::Ordering::Acquire);
+        if !self.aborted_any.load(std::sync::atomic::Ordering::Acquire) {
+            return resets;
+        }
         let aborts = self
             .nexus_aborts
             .lock()
@@ -393,6 +400,8 @@ impl LogicalUnit {
         for &id in ids {
             *aborts.entry(id).or_insert(0) += 1;
         }
+        self.aborted_any
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     pub fn nexus_lost(&self, nexus_id: u64) {
