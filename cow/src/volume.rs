@@ -276,7 +276,12 @@ impl Pool {
                     if l.pext != TOMBSTONE
                         && !crate::range_share::is_borrow(l.pext)
                         && vm.newest_snap().is_none_or(|s| l.birth > s)
-                        && !vm.partial.contains_key(&(p.vext, l.birth)) =>
+                        // A partial extent only where it holds the data.
+                        && vm.partial.get(&(p.vext, l.birth)).is_none_or(|part| {
+                            let g = self.layout.granule_size() as usize;
+                            let touched = granule_mask(g, p.offset, p.offset + p.len);
+                            touched & !part.valid == 0
+                        }) =>
                 {
                     plan.push((l.pext, p));
                 }
@@ -430,14 +435,23 @@ impl Pool {
                         .write_at(data, self.layout.extent_offset(pext) + offset as u64)?;
                     return Ok(Some(()));
                 }
-                // Edges inside granules the extent does not hold yet come
-                // from the fill source; edges inside held ones from itself.
-                let (a, buf) = widen(&mut |out, off| {
-                    let held = part.valid >> (off / g) & 1 == 1;
-                    read_src(if held { Some(pext) } else { part.src }, out, off)
-                })?;
+                // A second write into granules the extent does not hold
+                // completes the extent: the fill source's data, the granules
+                // it holds, this write on top, written whole, one `Fill`.
+                // After that it is an ordinary extent (writes go in place,
+                // and on the connection's task), instead of paying a record
+                // for every further granule written.
+                let mut buf = vec![0u8; e];
+                read_src(part.src, &mut buf, 0)?;
+                for (s, t, held) in runs(g, part.valid, 0, e) {
+                    if held {
+                        self.backend
+                            .read_at(&mut buf[s..t], self.layout.extent_offset(pext) + s as u64)?;
+                    }
+                }
+                buf[offset..end].copy_from_slice(data);
                 self.backend
-                    .write_at(&buf, self.layout.extent_offset(pext) + a as u64)?;
+                    .write_at(&buf, self.layout.extent_offset(pext))?;
                 let mut st = self.state.write();
                 // Deleted meanwhile (the data went into an extent on its
                 // way back to the free space, which the gate keeps unused).
@@ -448,7 +462,7 @@ impl Pool {
                         vol,
                         vext,
                         birth,
-                        valid: touched & !part.valid,
+                        valid: self.layout.full_mask() & !part.valid,
                     },
                 )?;
                 Ok(Some(()))

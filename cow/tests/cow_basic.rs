@@ -400,23 +400,27 @@ fn small_write_after_snapshot_redirects_only_its_granules() {
     let path = temp("partial.pool");
     let pool = Pool::create(&path, 64 << 20, E as u32).unwrap();
     let vol = pool.create_volume("v", 1 << 20).unwrap();
-    let a = pattern(1, 2 * E);
+    let a = pattern(1, 3 * E);
     vol.write(0, &a, Durability::Cached).unwrap();
     pool.create_snapshot("v", "s").unwrap();
     let free = pool.info().free_extents;
 
-    // 4 KiB at 8 KiB, and 512 bytes at 40.5 KiB in the next extent.
+    // 4 KiB at 8 KiB; 512 bytes at 40.5 KiB in the next extent; 512 bytes
+    // at the start of the third.
     vol.write(16, &pattern(2, 4096), Durability::Cached)
         .unwrap();
     vol.write(128 + 81, &pattern(3, 512), Durability::ForceUnitAccess)
         .unwrap();
-    assert_eq!(pool.partial_entries(), 2, "two partial entries");
-    assert_eq!(pool.info().free_extents, free - 2);
+    vol.write(256, &pattern(5, 512), Durability::Cached)
+        .unwrap();
+    assert_eq!(pool.partial_entries(), 3, "three partial entries");
+    assert_eq!(pool.info().free_extents, free - 3);
     let mut want = a.clone();
     want[8192..12288].copy_from_slice(&pattern(2, 4096));
     want[E + 81 * 512..E + 82 * 512].copy_from_slice(&pattern(3, 512));
+    want[2 * E..2 * E + 512].copy_from_slice(&pattern(5, 512));
     let read_all = |dev: &dyn BlockDevice| {
-        let mut b = vec![0u8; 2 * E];
+        let mut b = vec![0u8; 3 * E];
         dev.read(0, &mut b).unwrap();
         b
     };
@@ -428,11 +432,17 @@ fn small_write_after_snapshot_redirects_only_its_granules() {
     assert!(read_all(&snap) == a, "snapshot keeps its image");
     assert!(pool.check().is_clean(), "{}", pool.check().summary());
 
-    // In place into the partial extent: a granule it did not hold yet.
+    // A second write into granules a partial extent does not hold
+    // completes that extent (it is an ordinary one afterwards).
     vol.write(40, &pattern(4, 1024), Durability::Cached)
         .unwrap();
     want[40 * 512..42 * 512].copy_from_slice(&pattern(4, 1024));
     assert!(read_all(&vol) == want);
+    assert_eq!(pool.partial_entries(), 2);
+    // Into granules it holds: no change.
+    vol.write(128 + 81, &pattern(6, 512), Durability::Cached)
+        .unwrap();
+    want[E + 81 * 512..E + 82 * 512].copy_from_slice(&pattern(6, 512));
     assert_eq!(pool.partial_entries(), 2);
 
     // Reopen: the checkpoint carries the partial entries.

@@ -102,7 +102,14 @@ fn cheap_writes_land_in_owned_extents_only() {
     assert_eq!(read(&v, 16), vec![0x11u8; 4096], "nothing written");
     // The slow path redirects (a partial entry), which is not cheap either.
     v.write(16, &new, Durability::Cached).unwrap();
-    assert!(!v.write_if_cheap(24, &new), "partial entry");
+    assert!(
+        !v.write_if_cheap(24, &new),
+        "partial entry, granules it lacks"
+    );
+    assert!(
+        v.write_if_cheap(16, &new),
+        "partial entry, granules it holds"
+    );
     assert_eq!(read(&s, 16), vec![0x11u8; 4096]);
     assert_eq!(read(&s, 8), new, "the snapshot has the earlier cheap write");
     assert!(pool.check().is_clean(), "{}", pool.check().summary());
