@@ -88,39 +88,34 @@ else
 fi
 
 # ------------------------------------------------------------------ 4. cargo tests
-say "cargo test --workspace --release"
-t=$(date +%s)
-crc=0
-timeout -k 30 1800 cargo test --workspace --release --no-fail-fast < /dev/null > "$OUTDIR/cargo-test.log" 2>&1 || crc=$?
-grep -E '^test .* \.\.\. (FAILED|ignored)|^test result:|^error' "$OUTDIR/cargo-test.log" || true
-read -r cp cf ci < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) g += $(i-1) } }
-  END { printf "%d %d %d\n", p, f, g }' "$OUTDIR/cargo-test.log")
-P=$((P + cp)); F=$((F + cf)); S=$((S + ci))
-sed -n 's/^test \(.*\) \.\.\. FAILED$/FAIL: cargo test: \1/p' "$OUTDIR/cargo-test.log" >> "$RESULTS"
-echo "cargo test: $cp passed, $cf failed, $ci ignored (rc=$crc)"
-if [ "$crc" != 0 ] && [ "$cf" = 0 ]; then
-  tail -n 30 "$OUTDIR/cargo-test.log"
-  verdict FAIL "cargo test" "exit status $crc without a failing test (compile error or timeout), see $OUTDIR/cargo-test.log"
-fi
-step_done "cargo test" "$([ "$crc" = 0 ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "$cp passed, $cf failed, $ci ignored"
-
-# ------------------------------------------------------------------ 4b. the store in a debug build
+# cargo_tests NAME LOG TIMEOUT ENV... -- CARGO-ARGS...: runs `cargo test CARGO-ARGS`, adds its counts
+# to the totals and its failures to the results, and fails the step on a non-zero exit without a
+# failing test (a compile error or a timeout).
+cargo_tests() {
+  local name=$1 log=$2 tmo=$3; shift 3
+  local envs=()
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done; shift
+  say "$name"
+  local t; t=$(date +%s)
+  local rc=0
+  env "${envs[@]}" timeout -k 30 "$tmo" cargo test "$@" < /dev/null > "$log" 2>&1 || rc=$?
+  grep -E '^test .* \.\.\. (FAILED|ignored)|^test result:|^error' "$log" || true
+  local p f g
+  read -r p f g < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) g += $(i-1) } }
+    END { printf "%d %d %d\n", p, f, g }' "$log")
+  P=$((P + p)); F=$((F + f)); S=$((S + g))
+  sed -n "s/^test \(.*\) \.\.\. FAILED\$/FAIL: $name: \1/p" "$log" >> "$RESULTS"
+  echo "$name: $p passed, $f failed, $g ignored (rc=$rc)"
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+    tail -n 30 "$log"
+    verdict FAIL "$name" "exit status $rc without a failing test (compile error or timeout), see $log"
+  fi
+  step_done "$name" "$([ "$rc" = 0 ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "$p passed, $f failed, $g ignored"
+}
+cargo_tests "cargo test" "$OUTDIR/cargo-test.log" 1800 -- --workspace --release --no-fail-fast
 # The release build masks integer overflow; the extent store's arithmetic (granule masks, extent
 # offsets, generations) is also run with overflow checks and debug assertions on.
-say "cargo test -p ironlun-cow (debug build: overflow checks)"
-t=$(date +%s)
-drc=0
-IRONLUN_CRASH_POINTS=2000 timeout -k 30 900 cargo test -p ironlun-cow --no-fail-fast < /dev/null > "$OUTDIR/cargo-test-cow-debug.log" 2>&1 || drc=$?
-read -r dp df di < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) g += $(i-1) } }
-  END { printf "%d %d %d\n", p, f, g }' "$OUTDIR/cargo-test-cow-debug.log")
-P=$((P + dp)); F=$((F + df)); S=$((S + di))
-sed -n 's/^test \(.*\) \.\.\. FAILED$/FAIL: cargo test (cow, debug): \1/p' "$OUTDIR/cargo-test-cow-debug.log" >> "$RESULTS"
-echo "cargo test (cow, debug): $dp passed, $df failed, $di ignored (rc=$drc)"
-if [ "$drc" != 0 ] && [ "$df" = 0 ]; then
-  tail -n 30 "$OUTDIR/cargo-test-cow-debug.log"
-  verdict FAIL "cargo test (cow, debug)" "exit status $drc without a failing test (compile error or timeout), see $OUTDIR/cargo-test-cow-debug.log"
-fi
-step_done "cargo test (cow, debug)" "$([ "$drc" = 0 ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "$dp passed, $df failed, $di ignored"
+cargo_tests "cargo test (cow, debug)" "$OUTDIR/cargo-test-cow-debug.log" 900 IRONLUN_CRASH_POINTS=2000 -- -p ironlun-cow --no-fail-fast
 
 # ------------------------------------------------------------------ 5. end-to-end suites
 SUITES=(libiscsi-tools chap conformance kguest)

@@ -347,6 +347,36 @@ fn read_iops(dir: &Path, rounds: usize, count: usize, snapshots: usize) -> Falli
     Ok(())
 }
 
+/// A thread doing random 4 KiB I/O on the first `size` bytes of `vol`
+/// until `stop`: reads, or reads and cached writes alternating. Returns the
+/// longest single I/O and the count.
+fn io_loop(
+    vol: &Volume,
+    size: u64,
+    writes: bool,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<(Duration, u64), String>> {
+    let (vol, stop) = (vol.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; BLOCK];
+        let mut rng = SplitMix(17);
+        let (mut worst, mut n) = (Duration::ZERO, 0u64);
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let lba = rng.below(size / BLOCK as u64) * (BLOCK as u64 / SECTOR);
+            let t = Instant::now();
+            if writes && n % 2 == 1 {
+                vol.write(lba, &buf, Durability::Cached)
+                    .map_err(|e| e.to_string())?;
+            } else {
+                vol.read(lba, &mut buf).map_err(|e| e.to_string())?;
+            }
+            worst = worst.max(t.elapsed());
+            n += 1;
+        }
+        Ok((worst, n))
+    })
+}
+
 /// Deletes a volume of `size` bytes whose every extent is mapped while a
 /// second thread reads 4 KiB blocks of another volume in a loop: how long
 /// the delete call takes, and the longest a read waited meanwhile.
@@ -361,22 +391,7 @@ fn delete_while_reading(dir: &Path, size: u64) -> Fallible<()> {
     vol.write(0, &vec![0x11u8; small as usize], Durability::Cached)?;
     vol.flush()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (vol, stop) = (vol.clone(), stop.clone());
-        std::thread::spawn(move || -> Result<(Duration, u64), String> {
-            let mut buf = vec![0u8; BLOCK];
-            let mut rng = SplitMix(17);
-            let (mut worst, mut n) = (Duration::ZERO, 0u64);
-            while !stop.load(Ordering::Acquire) {
-                let lba = rng.below(small / BLOCK as u64) * (BLOCK as u64 / SECTOR);
-                let t = Instant::now();
-                vol.read(lba, &mut buf).map_err(|e| e.to_string())?;
-                worst = worst.max(t.elapsed());
-                n += 1;
-            }
-            Ok((worst, n))
-        })
-    };
+    let reader = io_loop(&vol, small, false, &stop);
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     pool.delete_volume("big")?;
@@ -427,27 +442,7 @@ fn snapshot_delete_while_io(dir: &Path, size: u64, batch: &str) -> Fallible<()> 
     vol.flush()?;
     let free_before = pool.info().free_extents;
     let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let (vol, stop) = (vol.clone(), stop.clone());
-        std::thread::spawn(move || -> Result<(Duration, u64), String> {
-            let mut buf = vec![0u8; BLOCK];
-            let mut rng = SplitMix(17);
-            let (mut worst, mut n) = (Duration::ZERO, 0u64);
-            while !stop.load(Ordering::Acquire) {
-                let lba = rng.below(small / BLOCK as u64) * (BLOCK as u64 / SECTOR);
-                let t = Instant::now();
-                if n % 2 == 0 {
-                    vol.read(lba, &mut buf).map_err(|e| e.to_string())?;
-                } else {
-                    vol.write(lba, &buf, Durability::Cached)
-                        .map_err(|e| e.to_string())?;
-                }
-                worst = worst.max(t.elapsed());
-                n += 1;
-            }
-            Ok((worst, n))
-        })
-    };
+    let worker = io_loop(&vol, small, true, &stop);
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     pool.delete_snapshot("old")?;

@@ -1152,32 +1152,11 @@ impl Pool {
     /// blocks read back whatever those extents hold.
     #[doc(hidden)]
     pub fn bench_populate(&self, volume: &str, extents: u64) -> Result<()> {
-        self.check_writable()?;
-        {
-            let mut st = self.state.write();
-            let id = match st.meta.names.get(volume) {
-                Some(Named::Volume(id)) => *id,
-                _ => return Err(Error::NotFound(volume.to_string())),
-            };
-            let n = extents.min(st.meta.extents_of(st.meta.vol(id)?.size));
-            for vext in 0..n {
-                if st.meta.vol(id)?.live.contains_key(&vext) {
-                    continue;
-                }
-                let pext = st.meta.free.min().ok_or(Error::NoSpace)? as u64;
-                let birth = st.meta.gen;
-                st.meta.apply(
-                    &Record::Map {
-                        vol: id,
-                        vext,
-                        pext,
-                        birth,
-                    },
-                    false,
-                )?;
-            }
-        }
-        self.checkpoint()
+        self.bench_map(volume, |vm, n| {
+            (0..extents.min(n))
+                .filter(|v| !vm.live.contains_key(v))
+                .collect()
+        })
     }
 
     /// Maps every mapped virtual extent of `volume` to a fresh physical
@@ -1186,6 +1165,17 @@ impl Pool {
     /// snapshot with a large retired list.
     #[doc(hidden)]
     pub fn bench_remap(&self, volume: &str) -> Result<()> {
+        self.bench_map(volume, |vm, _| vm.live.keys().copied().collect())
+    }
+
+    /// Maps the virtual extents `pick` chooses (given the volume and its
+    /// extent count) to free physical extents, writing no data, then
+    /// checkpoints.
+    fn bench_map(
+        &self,
+        volume: &str,
+        pick: impl FnOnce(&crate::meta::VolMeta, u64) -> Vec<u64>,
+    ) -> Result<()> {
         self.check_writable()?;
         {
             let mut st = self.state.write();
@@ -1193,7 +1183,8 @@ impl Pool {
                 Some(Named::Volume(id)) => *id,
                 _ => return Err(Error::NotFound(volume.to_string())),
             };
-            let vexts: Vec<u64> = st.meta.vol(id)?.live.keys().copied().collect();
+            let vm = st.meta.vol(id)?;
+            let vexts = pick(vm, st.meta.extents_of(vm.size));
             for vext in vexts {
                 let pext = st.meta.free.min().ok_or(Error::NoSpace)? as u64;
                 let birth = st.meta.gen;

@@ -263,6 +263,23 @@ impl Meta {
     }
 }
 
+/// Hidden share snapshots (volume, generation) that no clone and no borrow
+/// uses any more, except `keep`.
+fn idle_share_snapshots(meta: &Meta, keep: Option<(u64, u64)>) -> Vec<(u64, u64)> {
+    meta.vols
+        .values()
+        .flat_map(|v| {
+            v.snaps
+                .iter()
+                .filter(|(_, n)| n.starts_with(SHARE_SNAPSHOT_PREFIX))
+                .map(move |(g, _)| (v.id, *g))
+        })
+        .filter(|&(v, g)| {
+            Some((v, g)) != keep && !meta.has_clones(v, g) && !meta.has_borrowers(v, g)
+        })
+        .collect()
+}
+
 impl Pool {
     /// Makes extents `[dst_vext, dst_vext + count)` of volume `dst_vol`
     /// read what extents `[src_vext, ..)` of volume `src_vol` read at
@@ -374,20 +391,7 @@ impl Pool {
         self.check_writable()?;
         // Partial entries that read from what those snapshots keep get
         // their data first.
-        let idle: Vec<(u64, u64)> = {
-            let st = self.state.read();
-            st.meta
-                .vols
-                .values()
-                .flat_map(|v| {
-                    v.snaps
-                        .iter()
-                        .filter(|(_, n)| n.starts_with(SHARE_SNAPSHOT_PREFIX))
-                        .map(move |(g, _)| (v.id, *g))
-                })
-                .filter(|&(v, g)| !st.meta.has_clones(v, g) && !st.meta.has_borrowers(v, g))
-                .collect()
-        };
+        let idle = idle_share_snapshots(&self.state.read().meta, None);
         // Filling for one delete can leave a neighbour to fill for after
         // that delete: repeat while a round deletes something.
         let mut before = usize::MAX;
@@ -410,24 +414,11 @@ impl Pool {
     }
 
     fn reclaim_locked(&self, st: &mut crate::pool::State, keep: Option<(u64, u64)>) -> Result<()> {
-        let idle: Vec<(u64, u64)> = st
-            .meta
-            .vols
-            .values()
-            .flat_map(|v| {
-                v.snaps
-                    .iter()
-                    .filter(|(_, n)| n.starts_with(SHARE_SNAPSHOT_PREFIX))
-                    .map(move |(g, _)| (v.id, *g))
-            })
-            .filter(|&(v, g)| {
-                Some((v, g)) != keep
-                    && !st.meta.has_clones(v, g)
-                    && !st.meta.has_borrowers(v, g)
-                    // Partial entries still read from it: a later share
-                    // (or `reclaim_share_snapshots`) deletes it once filled.
-                    && st.meta.fill_before_delete(v, g).is_empty()
-            })
+        // Those partial entries still read from wait: a later share (or
+        // `reclaim_share_snapshots`) deletes them once filled.
+        let idle: Vec<(u64, u64)> = idle_share_snapshots(&st.meta, keep)
+            .into_iter()
+            .filter(|&(v, g)| st.meta.fill_before_delete(v, g).is_empty())
             .collect();
         for (vol, gen) in idle {
             // Each delete moves its neighbours' bounds: look again right

@@ -123,13 +123,20 @@ impl ReplicaDevice {
         first..=last
     }
 
-    fn lock_range(&self, lba: u64, blocks: u64) -> Vec<MutexGuard<'_, ()>> {
+    /// The stripes covering `[lba, lba + blocks)`, ascending (the order
+    /// every locker takes them in), each once.
+    fn stripe_indices(&self, lba: u64, blocks: u64) -> Vec<usize> {
         let mut idx: Vec<usize> = self
             .extents(lba, blocks)
             .map(|v| v as usize % STRIPES)
             .collect();
         idx.sort_unstable();
         idx.dedup();
+        idx
+    }
+
+    fn lock_range(&self, lba: u64, blocks: u64) -> Vec<MutexGuard<'_, ()>> {
+        let idx = self.stripe_indices(lba, blocks);
         let locks = idx.into_iter().map(|i| self.stripes[i].lock()).collect();
         // Marked under the locks: a copier holding an extent's lock sees
         // either the write done or not begun.
@@ -174,12 +181,7 @@ impl BlockDevice for ReplicaDevice {
             Some(o) if o.is_none() => {}
             _ => return false,
         }
-        let mut idx: Vec<usize> = self
-            .extents(lba, blocks)
-            .map(|v| v as usize % STRIPES)
-            .collect();
-        idx.sort_unstable();
-        idx.dedup();
+        let idx = self.stripe_indices(lba, blocks);
         let mut locks = Vec::with_capacity(idx.len());
         for i in idx {
             match self.stripes[i].try_lock() {
