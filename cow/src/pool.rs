@@ -996,7 +996,9 @@ impl Pool {
     /// arrived for a moment (or when partial entries pile up), copies the
     /// missing granules of partial entries in small batches, so reads of
     /// those extents become single reads again and snapshot deletes find
-    /// nothing to fill. It holds the pool weakly and ends with it.
+    /// nothing to fill. Every tick it also frees one batch of deleted
+    /// volumes' and snapshots' entries, if any wait. It holds the pool
+    /// weakly and ends with it.
     pub fn start_background_fill(self: &Arc<Self>) {
         if self.read_only {
             return;
@@ -1013,6 +1015,13 @@ impl Pool {
                     };
                     if pool.failed.load(Ordering::Acquire) {
                         return;
+                    }
+                    // Deleted volumes and snapshots: a batch per tick too,
+                    // so their space comes back when the writes that
+                    // normally carry the batches are all answered inline
+                    // (which skips them) and no flush comes.
+                    if pool.state.read().meta.reclaim_pending() {
+                        pool.reclaim_step();
                     }
                     let count = pool.partial_entries();
                     let idle = pool.ms_since_write() >= FILL_IDLE.as_millis() as u64;
