@@ -328,6 +328,41 @@ impl FileBackend {
     }
 }
 
+impl FileBackend {
+    /// A buffered write, in pieces of at most [`buffered_chunk`] bytes.
+    /// The page cache sizes a new folio by the write that creates it, and
+    /// ext4's write path walks every block of the folio a write lands in:
+    /// after 64 KiB writes (a fill, a whole-extent redirect) each later
+    /// 4 KiB write into that range paid for 16 blocks. Small pieces keep
+    /// folios small (measured: fio 4k random writes over iSCSI after a
+    /// 1 MiB sequential fill, 103k IOPS with 64 KiB pwrites, 140k after a
+    /// 4 KiB fill).
+    fn write_buffered(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        let chunk = buffered_chunk();
+        let mut at = 0usize;
+        while at < data.len() {
+            let n = chunk.min(data.len() - at);
+            self.file
+                .write_all_at(&data[at..at + n], offset + at as u64)?;
+            at += n;
+        }
+        Ok(())
+    }
+}
+
+/// Largest single `pwrite` of buffered data (`IRONLUN_COW_WRITE_CHUNK`
+/// bytes, default 16 KiB; see `FileBackend::write_buffered`).
+fn buffered_chunk() -> usize {
+    static CHUNK: OnceLock<usize> = OnceLock::new();
+    *CHUNK.get_or_init(|| {
+        std::env::var("IRONLUN_COW_WRITE_CHUNK")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n >= 512)
+            .unwrap_or(16 << 10)
+    })
+}
+
 impl Backend for FileBackend {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         if self.mode == IoMode::Pread {
@@ -383,13 +418,13 @@ impl Backend for FileBackend {
         // one that may block, does the same copy without it (measured:
         // 4k random writes after a snapshot over iSCSI, 26.0k IOPS through
         // io_uring, 54.0k with pwrite; docs/BENCHMARKS.md).
-        self.file.write_all_at(data, offset)
+        self.write_buffered(data, offset)
     }
     fn write_cached_here(&self, data: &[u8], offset: u64) -> Option<io::Result<()>> {
         if self.direct.is_some() {
             return None;
         }
-        Some(self.file.write_all_at(data, offset))
+        Some(self.write_buffered(data, offset))
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()

@@ -69,7 +69,9 @@
 //!   handles) commits and writes a checkpoint.
 //! - Data I/O: buffered io_uring, else `pread`/`pwrite`;
 //!   `IRONLUN_COW_IO=pread|uring|direct` overrides (`direct`: `O_DIRECT`
-//!   for aligned transfers; see [`backend`]).
+//!   for aligned transfers; see [`backend`]). Buffered writes go out in
+//!   `pwrite`s of at most 16 KiB (`IRONLUN_COW_WRITE_CHUNK`), which keeps
+//!   page-cache folios small for later small writes.
 //!
 //! ## Known limits (next steps)
 //! - Sub-extent redirect: the first small write into an extent shared with
