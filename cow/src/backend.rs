@@ -358,7 +358,9 @@ fn buffered_chunk() -> usize {
         std::env::var("IRONLUN_COW_WRITE_CHUNK")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .filter(|&n| n >= 512)
+            // Whole 4 KiB pages, so no logical block is ever split.
+            .map(|n| n / 4096 * 4096)
+            .filter(|&n| n >= 4096)
             .unwrap_or(16 << 10)
     })
 }

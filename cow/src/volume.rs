@@ -30,6 +30,11 @@ use crate::format::{Record, TOMBSTONE, ZERO_SOURCE};
 use crate::meta::{Partial, View, LIVE};
 use crate::pool::Pool;
 
+/// Largest extent a write into a partial entry completes whole (copying
+/// the rest from the fill source); larger ones record just the granules
+/// written, so one small write never copies megabytes.
+const MAX_COMPLETE_ON_WRITE: usize = 1 << 20;
+
 /// Largest write [`BlockDevice::write_if_cheap`] takes.
 pub const MAX_CHEAP_WRITE: usize = 128 << 10;
 
@@ -245,12 +250,14 @@ impl Pool {
         let Ok(blocks) = g.blocks_in(data.len()) else {
             return false;
         };
+        if g.check_range(lba, blocks).is_err() {
+            return false;
+        }
         let byte = lba * g.block_size as u64;
         if data.is_empty()
             || data.len() > MAX_CHEAP_WRITE
             || !byte.is_multiple_of(PAGE)
             || !(data.len() as u64).is_multiple_of(PAGE)
-            || g.check_range(lba, blocks).is_err()
             || self.check_writable().is_err()
         {
             return false;
@@ -441,6 +448,30 @@ impl Pool {
                 // After that it is an ordinary extent (writes go in place,
                 // and on the connection's task), instead of paying a record
                 // for every further granule written.
+                if e > MAX_COMPLETE_ON_WRITE {
+                    // A large extent is not copied whole for one small
+                    // write: widen it to granules (edges from the source
+                    // where the extent lacks them, from itself where it
+                    // holds them) and record just those.
+                    let (a, buf) = widen(&mut |out, off| {
+                        let held = part.valid >> (off / g) & 1 == 1;
+                        read_src(if held { Some(pext) } else { part.src }, out, off)
+                    })?;
+                    self.backend
+                        .write_at(&buf, self.layout.extent_offset(pext) + a as u64)?;
+                    let mut st = self.state.write();
+                    st.meta.vol(vol)?;
+                    self.log(
+                        &mut st,
+                        Record::Fill {
+                            vol,
+                            vext,
+                            birth,
+                            valid: touched & !part.valid,
+                        },
+                    )?;
+                    return Ok(Some(()));
+                }
                 let mut buf = vec![0u8; e];
                 read_src(part.src, &mut buf, 0)?;
                 for (s, t, held) in runs(g, part.valid, 0, e) {

@@ -566,3 +566,45 @@ fn background_thread_finishes_deletes_without_writes() {
     drop(pool);
     let _ = std::fs::remove_file(&path);
 }
+
+/// In extents over 1 MiB a second small write into a partial extent does
+/// not copy the whole extent: it records just the granules it wrote.
+#[test]
+fn large_extents_record_granules_instead_of_completing() {
+    const E: usize = 2 << 20;
+    let path = temp("partial-large.pool");
+    let pool = Pool::create(&path, 64 << 20, E as u32).unwrap();
+    let v = pool.create_volume("v", 8 << 20).unwrap();
+    let old = pattern(7, E);
+    v.write(0, &old, Durability::Cached).unwrap();
+    pool.create_snapshot("v", "s").unwrap();
+    // Granules of 16 KiB (2 MiB / 128): 512 bytes at 4 KiB, then 512
+    // bytes at 1 MiB + 512 (both widened to their granules).
+    v.write(8, &pattern(1, 512), Durability::Cached).unwrap();
+    v.write(2049, &pattern(2, 512), Durability::Cached).unwrap();
+    assert_eq!(
+        pool.partial_entries(),
+        1,
+        "still partial after the second write"
+    );
+    let mut want = old.clone();
+    want[4096..4608].copy_from_slice(&pattern(1, 512));
+    want[(1 << 20) + 512..(1 << 20) + 1024].copy_from_slice(&pattern(2, 512));
+    let mut got = vec![0u8; E];
+    v.read(0, &mut got).unwrap();
+    assert!(got == want);
+    pool.snapshot("s").unwrap().read(0, &mut got).unwrap();
+    assert!(got == old);
+    assert!(pool.check().is_clean(), "{}", pool.check().summary());
+    drop(v);
+    drop(pool);
+    let pool = Pool::open(&path).unwrap();
+    let mut got = vec![0u8; E];
+    pool.volume("v").unwrap().read(0, &mut got).unwrap();
+    assert!(got == want, "after a reopen");
+    pool.delete_snapshot("s").unwrap();
+    pool.volume("v").unwrap().read(0, &mut got).unwrap();
+    assert!(got == want, "after the fill the delete made");
+    drop(pool);
+    let _ = std::fs::remove_file(&path);
+}

@@ -176,10 +176,15 @@ impl BlockDevice for ReplicaDevice {
         let Some(_gate) = self.gate.try_read() else {
             return false;
         };
-        // A mirror is told of every write, which may wait: not here.
-        match self.observer.try_read() {
-            Some(o) if o.is_none() => {}
-            _ => return false,
+        // A mirror is told of every write, which may wait: not here. The
+        // guard is held to the end, so an observer installed meanwhile waits
+        // for this write (as `write` holds the stripes until it has told
+        // the observer).
+        let Some(observer) = self.observer.try_read() else {
+            return false;
+        };
+        if observer.is_some() {
+            return false;
         }
         let idx = self.stripe_indices(lba, blocks);
         let mut locks = Vec::with_capacity(idx.len());

@@ -585,12 +585,22 @@ impl Reader {
                 long_cdb,
                 BytesMut::new(),
                 Some(too_large_outcome()),
+                None,
             );
             return Ok(None);
         }
         if wanted == 0 {
             reader.skip_data(header.data_len).await?;
-            self.finish(&target, ctx, cmd, lun, long_cdb, BytesMut::new(), None);
+            self.finish(
+                &target,
+                ctx,
+                cmd,
+                lun,
+                long_cdb,
+                BytesMut::new(),
+                None,
+                None,
+            );
             return Ok(None);
         }
         let mut buf = BytesMut::zeroed(wanted);
@@ -625,8 +635,9 @@ impl Reader {
             unsolicited_end,
         };
         if c.received >= wanted && c.requested >= wanted {
+            let epoch = c.epoch;
             let Collecting { cmd, lun, buf, .. } = c;
-            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None);
+            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None, Some(epoch));
             return Ok(None);
         }
         self.issue_r2ts(&mut c, ctx);
@@ -716,6 +727,7 @@ impl Reader {
                     long_cdb,
                     BytesMut::new(),
                     Some(data_phase_error_outcome()),
+                    None,
                 );
                 return Ok(None);
             }
@@ -750,8 +762,9 @@ impl Reader {
                 debug!(session = %ctx.label, itt = d.itt, "command aborted by a reset");
                 return Ok(None);
             }
+            let epoch = c.epoch;
             let Collecting { cmd, lun, buf, .. } = c;
-            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None);
+            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None, Some(epoch));
         } else {
             self.collecting.insert(d.itt, c);
         }
@@ -771,6 +784,7 @@ impl Reader {
         long_cdb: Option<Vec<u8>>,
         data_out: BytesMut,
         early: Option<CommandOutcome>,
+        arrival_epoch: Option<u64>,
     ) {
         let params = ctx.params;
         if let Some(outcome) = early {
@@ -778,6 +792,11 @@ impl Reader {
             let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
             return;
         }
+        // The unit's task epoch when the command arrived (read now for a
+        // command complete on arrival): a reset or PREEMPT AND ABORT after
+        // that aborts it, whichever way it then runs (inline, or on a
+        // blocking thread after an inline attempt gave up).
+        let epoch = arrival_epoch.unwrap_or_else(|| target.luns.task_epoch(lun, self.nexus_id()));
         if let (true, Some(nexus)) = (cmd.read != cmd.write, self.nexus.as_ref()) {
             // A READ whose data is cached, or a WRITE that goes straight
             // into the page cache, is answered here, without the hop to a
@@ -789,7 +808,6 @@ impl Reader {
                 write: cmd.write,
                 data_out: &data_out,
             };
-            let epoch = target.luns.task_epoch(lun, nexus.id);
             if let Some(outcome) = target.luns.execute_if_cheap(lun, nexus, &req) {
                 // A reset (or PREEMPT AND ABORT) meanwhile aborted it.
                 if target.luns.task_epoch(lun, nexus.id) == epoch {
@@ -803,7 +821,7 @@ impl Reader {
             RunningTask {
                 lun,
                 aborted: false,
-                epoch: target.luns.task_epoch(lun, self.nexus_id()),
+                epoch,
             },
         );
         let luns = target.luns.clone();
