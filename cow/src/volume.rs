@@ -448,7 +448,7 @@ impl Pool {
                 // After that it is an ordinary extent (writes go in place,
                 // and on the connection's task), instead of paying a record
                 // for every further granule written.
-                if e > MAX_COMPLETE_ON_WRITE {
+                let (a, buf, newly_held) = if e > MAX_COMPLETE_ON_WRITE {
                     // A large extent is not copied whole for one small
                     // write: widen it to granules (edges from the source
                     // where the extent lacks them, from itself where it
@@ -457,32 +457,23 @@ impl Pool {
                         let held = part.valid >> (off / g) & 1 == 1;
                         read_src(if held { Some(pext) } else { part.src }, out, off)
                     })?;
-                    self.backend
-                        .write_at(&buf, self.layout.extent_offset(pext) + a as u64)?;
-                    let mut st = self.state.write();
-                    st.meta.vol(vol)?;
-                    self.log(
-                        &mut st,
-                        Record::Fill {
-                            vol,
-                            vext,
-                            birth,
-                            valid: touched & !part.valid,
-                        },
-                    )?;
-                    return Ok(Some(()));
-                }
-                let mut buf = vec![0u8; e];
-                read_src(part.src, &mut buf, 0)?;
-                for (s, t, held) in runs(g, part.valid, 0, e) {
-                    if held {
-                        self.backend
-                            .read_at(&mut buf[s..t], self.layout.extent_offset(pext) + s as u64)?;
+                    (a, buf, touched & !part.valid)
+                } else {
+                    let mut buf = vec![0u8; e];
+                    read_src(part.src, &mut buf, 0)?;
+                    for (s, t, held) in runs(g, part.valid, 0, e) {
+                        if held {
+                            self.backend.read_at(
+                                &mut buf[s..t],
+                                self.layout.extent_offset(pext) + s as u64,
+                            )?;
+                        }
                     }
-                }
-                buf[offset..end].copy_from_slice(data);
+                    buf[offset..end].copy_from_slice(data);
+                    (0, buf, self.layout.full_mask() & !part.valid)
+                };
                 self.backend
-                    .write_at(&buf, self.layout.extent_offset(pext))?;
+                    .write_at(&buf, self.layout.extent_offset(pext) + a as u64)?;
                 let mut st = self.state.write();
                 // Deleted meanwhile (the data went into an extent on its
                 // way back to the free space, which the gate keeps unused).
@@ -493,7 +484,7 @@ impl Pool {
                         vol,
                         vext,
                         birth,
-                        valid: self.layout.full_mask() & !part.valid,
+                        valid: newly_held,
                     },
                 )?;
                 Ok(Some(()))
