@@ -166,11 +166,13 @@ pub trait BlockDevice: Send + Sync + 'static {
     fn write(&self, lba: u64, data: &[u8], durability: Durability) -> Result<(), BlockError>;
 
     /// Writes `data` at `lba` as a cached write ([`Durability::Cached`])
-    /// only if that needs no wait: no lock anyone holds, no allocation or
-    /// metadata change, no read from the disk, just a copy into the page
-    /// cache on the calling thread. `true`: written (exactly as `write`
-    /// would have). `false`: nothing was written; call `write`. Lets the
-    /// transport answer such a write on the connection's own task.
+    /// only if that needs no wait: no lock anyone holds, no read from the
+    /// disk, no sync; a copy into the page cache on the calling thread and
+    /// at most in-memory metadata changes. `true`: written (exactly as
+    /// `write` would have). `false`: call `write`; nothing was written,
+    /// except after an I/O error or a lost race with a snapshot delete,
+    /// when some pieces may have been (which `write` then writes again).
+    /// Lets the transport answer such a write on the connection's own task.
     fn write_if_cheap(&self, _lba: u64, _data: &[u8]) -> bool {
         false
     }

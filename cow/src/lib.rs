@@ -77,8 +77,9 @@
 //! - Sub-extent redirect: the first small write into an extent shared with
 //!   a snapshot (or a clone's origin) writes only the granules it touches
 //!   (granule = max(block size, extent size / 128): 512 bytes for 64 KiB
-//!   extents); the rest keeps reading from the old extent until filled (a
-//!   later write into granules it lacks completes the extent at once).
+//!   extents); the rest keeps reading from the old extent until filled.
+//!   Later writes into granules it lacks go in place, their `Fill` records
+//!   merged per entry until the next commit (one record, not one a write).
 //!   The filler ([`Pool::start_background_fill`], which `ironlun serve`
 //!   starts) fills while no write has come for 100 ms; a snapshot delete
 //!   fills what reads from it first. Past 65,536 partial entries, or where

@@ -18,6 +18,7 @@
 //! sequence is the epoch every following journal record must carry, so
 //! records of older epochs are never replayed.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +37,7 @@ use crate::volume::{Snapshot, Volume};
 /// Default extent size: 64 KiB.
 pub const DEFAULT_EXTENT_SIZE: u32 = 64 << 10;
 /// Journal buffer size that triggers a commit without a flush.
-const AUTO_COMMIT_BYTES: usize = 1 << 20;
+pub(crate) const AUTO_COMMIT_BYTES: usize = 1 << 20;
 const STRIPES: usize = 1024;
 /// The background filler's period, the quiet time it waits for, and the
 /// partial entries it fills per tick.
@@ -75,6 +76,10 @@ pub(crate) struct State {
     pub journal: Vec<u8>,
     /// Epoch new records carry (the sequence of the superblock they follow).
     pub epoch: u64,
+    /// Fills applied to `meta` whose `Fill` records are not encoded yet,
+    /// by (volume, virtual extent): (birth, granules). See
+    /// [`Pool::log_fill_deferred`].
+    pub deferred_fills: HashMap<(u64, u64), (u64, u128)>,
 }
 
 struct CommitState {
@@ -351,6 +356,7 @@ impl Pool {
                 meta,
                 journal: Vec::new(),
                 epoch: sb.seq,
+                deferred_fills: HashMap::new(),
             }),
             commit_requests: AtomicU64::new(0),
             commit: Mutex::new(CommitState {
@@ -410,10 +416,76 @@ impl Pool {
 
     /// Applies a record and buffers it for the journal.
     pub(crate) fn log(&self, st: &mut State, rec: Record) -> Result<()> {
+        let touches_deferred = match &rec {
+            Record::Map { vol, vext, .. }
+            | Record::MapPartial { vol, vext, .. }
+            | Record::Unmap { vol, vext }
+            | Record::Fill { vol, vext, .. } => st.deferred_fills.contains_key(&(*vol, *vext)),
+            _ => true,
+        };
+        if touches_deferred {
+            self.encode_deferred_fills(st);
+        }
         st.meta.apply(&rec, false)?;
         st.meta.last_seq += 1;
         rec.encode(self.nonce, st.epoch, st.meta.last_seq, &mut st.journal);
         Ok(())
+    }
+
+    /// Applies `Fill { vol, vext, birth, valid }` now and encodes it later,
+    /// merged with the other fills of the same entry: at the next commit,
+    /// or just before a record that could change what it applies to (one
+    /// about the same extent, or any record that is not about a single
+    /// extent). A write into granules a partial entry lacks calls this, so
+    /// a run of small writes into one partial extent costs one record per
+    /// commit instead of one each. Replay meets the merged record where
+    /// the journal has it; no record in between could change its outcome.
+    pub(crate) fn log_fill_deferred(
+        &self,
+        st: &mut State,
+        vol: u64,
+        vext: u64,
+        birth: u64,
+        valid: u128,
+    ) -> Result<()> {
+        if st
+            .deferred_fills
+            .get(&(vol, vext))
+            .is_some_and(|(b, _)| *b != birth)
+        {
+            self.encode_deferred_fills(st);
+        }
+        st.meta.apply(
+            &Record::Fill {
+                vol,
+                vext,
+                birth,
+                valid,
+            },
+            false,
+        )?;
+        st.deferred_fills.entry((vol, vext)).or_insert((birth, 0)).1 |= valid;
+        Ok(())
+    }
+
+    /// Encodes every deferred fill into the journal buffer (already applied).
+    fn encode_deferred_fills(&self, st: &mut State) {
+        let State {
+            meta,
+            journal,
+            epoch,
+            deferred_fills,
+        } = st;
+        for ((vol, vext), (birth, valid)) in deferred_fills.drain() {
+            meta.last_seq += 1;
+            Record::Fill {
+                vol,
+                vext,
+                birth,
+                valid,
+            }
+            .encode(self.nonce, *epoch, meta.last_seq, journal);
+        }
     }
 
     /// Commits when the journal buffer has grown large.
@@ -478,6 +550,7 @@ impl Pool {
         let covers = self.commit_requests.load(Ordering::Acquire);
         let (batch, mut freeing) = {
             let mut st = self.state.write();
+            self.encode_deferred_fills(&mut st);
             (
                 std::mem::take(&mut st.journal),
                 std::mem::take(&mut st.meta.pending_free),
@@ -551,7 +624,9 @@ impl Pool {
                 });
             }
             let mut st = parking_lot::RwLockUpgradableReadGuard::upgrade(st);
+            // The checkpoint holds every applied record, deferred fills too.
             st.journal.clear();
+            st.deferred_fills.clear();
             st.epoch = next_seq;
             let freeing = std::mem::take(&mut st.meta.pending_free);
             (blob, freeing, st.meta.last_seq)

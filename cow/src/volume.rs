@@ -30,11 +30,6 @@ use crate::format::{Record, TOMBSTONE, ZERO_SOURCE};
 use crate::meta::{Partial, View, LIVE};
 use crate::pool::Pool;
 
-/// Largest extent a write into a partial entry completes whole (copying
-/// the rest from the fill source); larger ones record just the granules
-/// written, so one small write never copies megabytes.
-const MAX_COMPLETE_ON_WRITE: usize = 1 << 20;
-
 /// Largest write [`BlockDevice::write_if_cheap`] takes.
 pub const MAX_CHEAP_WRITE: usize = 128 << 10;
 
@@ -77,6 +72,26 @@ struct Piece {
     /// Byte range inside the caller's buffer.
     start: usize,
     len: usize,
+}
+
+/// What an inline write ([`BlockDevice::write_if_cheap`]) does with one
+/// piece: each needs only the page cache and, at most, one record in the
+/// journal buffer, so the connection's task can do it.
+enum CheapStep {
+    /// The head owns the extent and holds the granules written: in place.
+    InPlace { pext: u64 },
+    /// The extent is shared (or unmapped): the data goes into the reserved
+    /// extent `new`, and a `MapPartial` record (`Map` when `full`) makes it
+    /// the head's, the granules not in `valid` reading from `src`.
+    Redirect {
+        new: u64,
+        src: Option<u64>,
+        valid: u128,
+        full: bool,
+    },
+    /// A partial entry lacking some of the granules written (the write
+    /// covers whole granules): in place, and a deferred `Fill` of `newly`.
+    Fill { pext: u64, birth: u64, newly: u128 },
 }
 
 fn pieces(pool: &Pool, lba: u64, len: usize) -> impl Iterator<Item = Piece> {
@@ -241,10 +256,11 @@ impl Pool {
         true
     }
 
-    /// [`BlockDevice::write_if_cheap`] for volume `vol`: every piece lands
-    /// in place in an extent the head owns whole (not shared, not partial),
-    /// the transfer is 4 KiB-aligned (so the page cache never has to read
-    /// a page to merge it), and no lock is contended.
+    /// [`BlockDevice::write_if_cheap`] for volume `vol`: the transfer is
+    /// 4 KiB-aligned (so the page cache never has to read a page to merge
+    /// it), no lock is contended, nothing has to be read from the disk, and
+    /// every piece is one of the [`CheapStep`]s. Everything is decided (and
+    /// any new extent reserved) before the first byte is written.
     fn write_volume_if_cheap(&self, vol: u64, g: &Geometry, lba: u64, data: &[u8]) -> bool {
         const PAGE: u64 = 4096;
         let Ok(blocks) = g.blocks_in(data.len()) else {
@@ -266,50 +282,197 @@ impl Pool {
             return false;
         };
         let mut held = Vec::with_capacity(2);
-        let mut plan = Vec::with_capacity(2);
+        let mut plan: Vec<(CheapStep, Piece)> = Vec::with_capacity(2);
+        let mut refused = false;
         for p in pieces(self, lba, data.len()) {
             let Some(stripe) = self.stripe(vol, p.vext).try_lock() else {
-                return false;
+                refused = true;
+                break;
             };
             held.push(stripe);
-            let Some(st) = self.state.try_read() else {
-                return false;
-            };
-            let Ok(vm) = st.meta.vol(vol) else {
-                return false;
-            };
-            match vm.live.get(&p.vext) {
-                Some(l)
-                    if l.pext != TOMBSTONE
-                        && !crate::range_share::is_borrow(l.pext)
-                        && vm.newest_snap().is_none_or(|s| l.birth > s)
-                        // A partial extent only where it holds the data.
-                        && vm.partial.get(&(p.vext, l.birth)).is_none_or(|part| {
-                            let g = self.layout.granule_size() as usize;
-                            let touched = granule_mask(g, p.offset, p.offset + p.len);
-                            touched & !part.valid == 0
-                        }) =>
-                {
-                    plan.push((l.pext, p));
+            match self.plan_cheap_piece(vol, &p) {
+                Some(step) => plan.push((step, p)),
+                None => {
+                    refused = true;
+                    break;
                 }
-                _ => return false,
             }
         }
-        for (i, (pext, p)) in plan.iter().enumerate() {
-            let at = self.layout.extent_offset(*pext) + p.offset as u64;
-            let wrote = self
-                .backend
-                .write_cached_here(&data[p.start..p.start + p.len], at);
-            // Not a cached backend (then nothing was written: the first
-            // piece decides), or an error, which the slow path meets again
-            // and reports; it rewrites the same bytes, which is harmless.
-            if !matches!(wrote, Some(Ok(()))) {
-                debug_assert!(i == 0 || wrote.is_some());
+        if refused {
+            self.unreserve_cheap(&plan);
+            return false;
+        }
+        for (i, (step, p)) in plan.iter().enumerate() {
+            if !self.do_cheap_piece(vol, step, p, &data[p.start..p.start + p.len]) {
+                // An I/O error (which the slow path meets again and
+                // reports) or a snapshot delete that took a redirect's fill
+                // source meanwhile. The slow path rewrites every piece,
+                // the ones done here included, which is harmless.
+                self.unreserve_cheap(&plan[i + 1..]);
                 return false;
             }
         }
         self.note_write();
         true
+    }
+
+    /// Decides how piece `p` (4 KiB-aligned) of an inline write goes,
+    /// holding its stripe lock; `None`: not without a wait. A redirect
+    /// reserves its new extent here.
+    fn plan_cheap_piece(&self, vol: u64, p: &Piece) -> Option<CheapStep> {
+        let gs = self.layout.granule_size() as usize;
+        let (start, end) = (p.offset, p.offset + p.len);
+        let touched = granule_mask(gs, start, end);
+        let owned = |st: &crate::pool::State| -> Option<Option<(u64, u64, Option<Partial>)>> {
+            let vm = st.meta.vol(vol).ok()?;
+            Some(match vm.live.get(&p.vext) {
+                Some(l)
+                    if l.pext != TOMBSTONE
+                        && !crate::range_share::is_borrow(l.pext)
+                        && vm.newest_snap().is_none_or(|s| l.birth > s) =>
+                {
+                    Some((l.pext, l.birth, vm.partial.get(&(p.vext, l.birth)).copied()))
+                }
+                _ => None,
+            })
+        };
+        let st = self.state.try_read()?;
+        match owned(&st)? {
+            Some((pext, _, None)) => Some(CheapStep::InPlace { pext }),
+            Some((pext, _, Some(part))) if touched & !part.valid == 0 => {
+                Some(CheapStep::InPlace { pext })
+            }
+            Some((pext, birth, Some(part))) => {
+                if !start.is_multiple_of(gs) || !end.is_multiple_of(gs) {
+                    return None;
+                }
+                Some(CheapStep::Fill {
+                    pext,
+                    birth,
+                    newly: touched & !part.valid,
+                })
+            }
+            None => {
+                drop(st);
+                if !start.is_multiple_of(gs) || !end.is_multiple_of(gs) {
+                    return None;
+                }
+                let mut st = self.state.try_write()?;
+                // Only a snapshot delete can have made it the head's alone
+                // meanwhile; then it is not a redirect any more.
+                if owned(&st)?.is_some() {
+                    return None;
+                }
+                // The record waits in the journal buffer; a full buffer is
+                // committed by the slow path (which syncs).
+                if st.journal.len() >= crate::pool::AUTO_COMMIT_BYTES {
+                    return None;
+                }
+                let full = touched == self.layout.full_mask();
+                let (old, borrowed) = st.meta.resolve(vol, p.vext, LIVE).ok()?;
+                if !full
+                    && (borrowed
+                        || matches!(old, View::Partial { .. })
+                        || st.meta.partial_held() >= PARTIAL_CAP)
+                {
+                    return None;
+                }
+                let new = st.meta.free.min()?;
+                st.meta.free.remove(new);
+                st.meta.reserved.insert(new);
+                Some(CheapStep::Redirect {
+                    new: new as u64,
+                    src: if full { None } else { old.pext() },
+                    valid: touched,
+                    full,
+                })
+            }
+        }
+    }
+
+    /// Carries out one planned piece of an inline write: `false` when it
+    /// could not (its reserved extent, if any, is handed back).
+    fn do_cheap_piece(&self, vol: u64, step: &CheapStep, p: &Piece, data: &[u8]) -> bool {
+        let at = |pext: u64, off: usize| self.layout.extent_offset(pext) + off as u64;
+        match step {
+            CheapStep::InPlace { pext } => matches!(
+                self.backend.write_cached_here(data, at(*pext, p.offset)),
+                Some(Ok(()))
+            ),
+            CheapStep::Fill { pext, birth, newly } => {
+                if !matches!(
+                    self.backend.write_cached_here(data, at(*pext, p.offset)),
+                    Some(Ok(()))
+                ) {
+                    return false;
+                }
+                let mut st = self.state.write();
+                // Deleted meanwhile: the slow path reports it.
+                st.meta.vol(vol).is_ok()
+                    && self
+                        .log_fill_deferred(&mut st, vol, p.vext, *birth, *newly)
+                        .is_ok()
+            }
+            CheapStep::Redirect {
+                new,
+                src,
+                valid,
+                full,
+            } => {
+                let wrote = self.backend.write_cached_here(data, at(*new, p.offset));
+                let mut st = self.state.write();
+                let io = match wrote {
+                    Some(r) => r,
+                    None => Err(std::io::Error::other("not a cached backend")),
+                };
+                if io.is_ok() && !*full && !st.meta.can_fill_from(vol, p.vext, *src) {
+                    // A snapshot delete made the old extent private.
+                    if st.meta.reserved.remove(*new as u32) {
+                        st.meta.free.insert(*new as u32);
+                    }
+                    return false;
+                }
+                let birth = st.meta.gen;
+                let rec = if *full {
+                    Record::Map {
+                        vol,
+                        vext: p.vext,
+                        pext: *new,
+                        birth,
+                    }
+                } else {
+                    Record::MapPartial {
+                        vol,
+                        vext: p.vext,
+                        pext: *new,
+                        birth,
+                        src: src.unwrap_or(ZERO_SOURCE),
+                        valid: *valid,
+                    }
+                };
+                self.finish_redirect(&mut st, *new, io, rec).is_ok()
+            }
+        }
+    }
+
+    /// Hands back the extents that planned redirects reserved.
+    fn unreserve_cheap(&self, plan: &[(CheapStep, Piece)]) {
+        let news: Vec<u32> = plan
+            .iter()
+            .filter_map(|(step, _)| match step {
+                CheapStep::Redirect { new, .. } => Some(*new as u32),
+                _ => None,
+            })
+            .collect();
+        if news.is_empty() {
+            return;
+        }
+        let mut st = self.state.write();
+        for n in news {
+            if st.meta.reserved.remove(n) {
+                st.meta.free.insert(n);
+            }
+        }
     }
 
     /// Writes `data` into one extent of `vol`. The caller holds the gate.
@@ -442,51 +605,23 @@ impl Pool {
                         .write_at(data, self.layout.extent_offset(pext) + offset as u64)?;
                     return Ok(Some(()));
                 }
-                // A second write into granules the extent does not hold
-                // completes the extent: the fill source's data, the granules
-                // it holds, this write on top, written whole, one `Fill`.
-                // After that it is an ordinary extent (writes go in place,
-                // and on the connection's task), instead of paying a record
-                // for every further granule written.
-                let (a, buf, newly_held) = if e > MAX_COMPLETE_ON_WRITE {
-                    // A large extent is not copied whole for one small
-                    // write: widen it to granules (edges from the source
-                    // where the extent lacks them, from itself where it
-                    // holds them) and record just those.
-                    let (a, buf) = widen(&mut |out, off| {
-                        let held = part.valid >> (off / g) & 1 == 1;
-                        read_src(if held { Some(pext) } else { part.src }, out, off)
-                    })?;
-                    (a, buf, touched & !part.valid)
-                } else {
-                    let mut buf = vec![0u8; e];
-                    read_src(part.src, &mut buf, 0)?;
-                    for (s, t, held) in runs(g, part.valid, 0, e) {
-                        if held {
-                            self.backend.read_at(
-                                &mut buf[s..t],
-                                self.layout.extent_offset(pext) + s as u64,
-                            )?;
-                        }
-                    }
-                    buf[offset..end].copy_from_slice(data);
-                    (0, buf, self.layout.full_mask() & !part.valid)
-                };
+                // Granules the extent lacks: written in place (widened to
+                // whole granules, the edges from the extent where it holds
+                // them, else from the fill source), and a deferred `Fill`
+                // records them, merged with the entry's other fills until the
+                // next commit. The rest of the extent is copied by the
+                // background filler, or by a snapshot delete that needs it.
+                let (a, buf) = widen(&mut |out, off| {
+                    let held = part.valid >> (off / g) & 1 == 1;
+                    read_src(if held { Some(pext) } else { part.src }, out, off)
+                })?;
                 self.backend
                     .write_at(&buf, self.layout.extent_offset(pext) + a as u64)?;
                 let mut st = self.state.write();
                 // Deleted meanwhile (the data went into an extent on its
                 // way back to the free space, which the gate keeps unused).
                 st.meta.vol(vol)?;
-                self.log(
-                    &mut st,
-                    Record::Fill {
-                        vol,
-                        vext,
-                        birth,
-                        valid: newly_held,
-                    },
-                )?;
+                self.log_fill_deferred(&mut st, vol, vext, birth, touched & !part.valid)?;
                 Ok(Some(()))
             }
             Plan::Sparse { new, src } => {

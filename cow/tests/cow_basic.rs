@@ -432,30 +432,52 @@ fn small_write_after_snapshot_redirects_only_its_granules() {
     assert!(read_all(&snap) == a, "snapshot keeps its image");
     assert!(pool.check().is_clean(), "{}", pool.check().summary());
 
-    // A second write into granules a partial extent does not hold
-    // completes that extent (it is an ordinary one afterwards).
+    // A second write into granules a partial extent does not hold writes
+    // them in place; the entry holds them from then on (a deferred `Fill`)
+    // and stays partial until it is filled.
     vol.write(40, &pattern(4, 1024), Durability::Cached)
         .unwrap();
     want[40 * 512..42 * 512].copy_from_slice(&pattern(4, 1024));
+    // Unaligned to 4 KiB, at the end of the second extent: widened to the
+    // granules, which it fills exactly.
+    vol.write(128 + 127, &pattern(7, 512), Durability::Cached)
+        .unwrap();
+    want[2 * E - 512..2 * E].copy_from_slice(&pattern(7, 512));
     assert!(read_all(&vol) == want);
-    assert_eq!(pool.partial_entries(), 2);
+    assert!(read_all(&snap) == a, "snapshot keeps its image");
+    assert_eq!(pool.partial_entries(), 3);
+    assert_eq!(pool.info().free_extents, free - 3, "in place: no extent");
     // Into granules it holds: no change.
     vol.write(128 + 81, &pattern(6, 512), Durability::Cached)
         .unwrap();
     want[E + 81 * 512..E + 82 * 512].copy_from_slice(&pattern(6, 512));
-    assert_eq!(pool.partial_entries(), 2);
+    assert_eq!(pool.partial_entries(), 3);
+    assert!(pool.check().is_clean(), "{}", pool.check().summary());
 
-    // Reopen: the checkpoint carries the partial entries.
+    // Reopen after a flush: the fills were recorded. The checkpoint of a
+    // clean close carries the partial entries.
+    vol.flush().unwrap();
+    let copy = temp("partial-flushed.pool");
+    std::fs::copy(&path, &copy).unwrap();
+    let replayed = Pool::open(&copy).unwrap();
+    assert!(read_all(&replayed.volume("v").unwrap()) == want, "replayed");
+    assert!(
+        replayed.check().is_clean(),
+        "{}",
+        replayed.check().summary()
+    );
+    drop(replayed);
+    let _ = std::fs::remove_file(&copy);
     drop((vol, snap));
     drop(pool);
     let pool = Pool::open(&path).unwrap();
-    assert_eq!(pool.partial_entries(), 2);
+    assert_eq!(pool.partial_entries(), 3);
     let vol = pool.volume("v").unwrap();
     assert!(read_all(&vol) == want);
     assert!(read_all(&pool.snapshot("s").unwrap()) == a);
 
-    // The filler completes one; deleting the snapshot fills the other first.
-    assert_eq!(pool.fill_partials(1).unwrap(), 1);
+    // The filler completes two; deleting the snapshot fills the other first.
+    assert_eq!(pool.fill_partials(2).unwrap(), 2);
     assert_eq!(pool.partial_entries(), 1);
     pool.delete_snapshot("s").unwrap();
     assert_eq!(pool.partial_entries(), 0);

@@ -72,46 +72,88 @@ fn direct_io_never_answers_from_the_cache() {
     assert_eq!(buf, vec![1u8; 4096]);
 }
 
-/// `write_if_cheap`: only a 4 KiB-aligned write in place into an extent the
-/// volume owns whole; anything that would allocate, redirect or merge is
-/// refused with nothing written, and the slow path then does it.
+/// `write_if_cheap`: a 4 KiB-aligned write that needs only the page cache
+/// and at most a record in the journal buffer: in place into an extent the
+/// volume owns, a redirect of a shared or unmapped extent (just the granules
+/// written), or the completion of a partial entry from cached data. What
+/// it does is exactly what `write` would have done, records included.
 #[test]
-fn cheap_writes_land_in_owned_extents_only() {
-    let pool = pool("cheap-write.pool", IoMode::Uring);
+fn cheap_writes_go_in_place_redirect_and_complete() {
+    let path = temp("cheap-write.pool");
+    let backend = FileBackend::open_with(&path, true, IoMode::Uring).unwrap();
+    let opts = PoolOptions {
+        size: 16 << 20,
+        extent_size: 64 << 10,
+        ..PoolOptions::default()
+    };
+    let pool = Pool::create_on(Box::new(backend), Some(path.clone()), &opts).unwrap();
     let v = pool.create_volume("v", 1 << 20).unwrap();
     let old = vec![0x11u8; 64 << 10];
     v.write(0, &old, Durability::Cached).unwrap();
     let new = vec![0x22u8; 4096];
-    let read = |dev: &dyn BlockDevice, lba: u64| {
-        let mut b = vec![0u8; 4096];
+    let read = |dev: &dyn BlockDevice, lba: u64, len: usize| {
+        let mut b = vec![0u8; len];
         dev.read(lba, &mut b).unwrap();
         b
     };
+    let free = |pool: &Pool| pool.info().free_extents;
 
     assert!(v.write_if_cheap(8, &new), "owned, aligned: written here");
-    assert_eq!(read(&v, 8), new);
+    assert_eq!(read(&v, 8, 4096), new);
     assert!(!v.write_if_cheap(1, &new[..512]), "not 4 KiB-aligned");
-    assert!(
-        !v.write_if_cheap(128, &new),
-        "unmapped: needs an allocation"
-    );
-    assert_eq!(read(&v, 128), vec![0u8; 4096]);
+    assert_eq!(read(&v, 0, 4096), vec![0x11u8; 4096], "nothing written");
 
+    // Unmapped: the write gets a new extent holding just its granules.
+    let before = free(&pool);
+    assert!(v.write_if_cheap(136, &new), "unmapped: a sparse redirect");
+    assert_eq!(free(&pool), before - 1);
+    let mut want = vec![0u8; 64 << 10];
+    want[8 * 512..8 * 512 + 4096].copy_from_slice(&new);
+    assert_eq!(read(&v, 128, 64 << 10), want, "the rest reads as zeros");
+
+    // Shared with a snapshot: redirected, and the snapshot keeps the old data.
     let s = v.snapshot("s").unwrap();
-    assert!(!v.write_if_cheap(16, &new), "shared with a snapshot");
-    assert_eq!(read(&v, 16), vec![0x11u8; 4096], "nothing written");
-    // The slow path redirects (a partial entry), which is not cheap either.
-    v.write(16, &new, Durability::Cached).unwrap();
+    assert!(v.write_if_cheap(16, &new), "shared: a sparse redirect");
+    assert_eq!(read(&s, 16, 4096), vec![0x11u8; 4096]);
+    let mut head = old.clone();
+    head[8 * 512..8 * 512 + 4096].copy_from_slice(&new);
+    head[16 * 512..16 * 512 + 4096].copy_from_slice(&new);
+    assert_eq!(read(&v, 0, 64 << 10), head);
     assert!(
-        !v.write_if_cheap(24, &new),
-        "partial entry, granules it lacks"
+        v.write_if_cheap(16, &[0x33u8; 4096]),
+        "partial entry, granules it holds: in place"
     );
-    assert!(
-        v.write_if_cheap(16, &new),
-        "partial entry, granules it holds"
-    );
-    assert_eq!(read(&s, 16), vec![0x11u8; 4096]);
-    assert_eq!(read(&s, 8), new, "the snapshot has the earlier cheap write");
+    head[16 * 512..16 * 512 + 4096].fill(0x33);
+    // Granules the partial entry lacks: written in place, their fill
+    // recorded (merged with the entry's other fills until a commit).
+    assert!(v.write_if_cheap(40, &[0x44u8; 8192]), "partial: filled");
+    head[40 * 512..40 * 512 + 8192].fill(0x44);
+    assert!(v.write_if_cheap(56, &new), "partial: filled again");
+    head[56 * 512..56 * 512 + 4096].copy_from_slice(&new);
+    assert_eq!(read(&v, 0, 64 << 10), head);
+    assert_eq!(read(&s, 0, 64 << 10), {
+        let mut w = old.clone();
+        w[8 * 512..8 * 512 + 4096].copy_from_slice(&new);
+        w
+    });
+    // The background filler's copy leaves the data as it is.
+    assert_eq!(pool.fill_partials(100).unwrap(), 2);
+    assert_eq!(read(&v, 0, 64 << 10), head);
+    assert_eq!(read(&v, 128, 64 << 10), want);
+    assert!(v.write_if_cheap(48, &new), "a whole extent again: in place");
+    head[48 * 512..48 * 512 + 4096].copy_from_slice(&new);
+    assert!(pool.check().is_clean(), "{}", pool.check().summary());
+
+    // The records the cheap writes left are replayed after a reopen.
+    v.flush().unwrap();
+    drop((v, s));
+    drop(pool);
+    let pool = Pool::open(&path).unwrap();
+    let v = pool.volume("v").unwrap();
+    let s = pool.snapshot("s").unwrap();
+    assert_eq!(read(&v, 0, 64 << 10), head);
+    assert_eq!(read(&v, 128, 64 << 10), want);
+    assert_eq!(read(&s, 16, 4096), vec![0x11u8; 4096]);
     assert!(pool.check().is_clean(), "{}", pool.check().summary());
 
     let direct = self::pool("cheap-direct.pool", IoMode::UringDirect);
