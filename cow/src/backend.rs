@@ -60,6 +60,12 @@ pub trait Backend: Send + Sync {
     fn write_cached_here(&self, _data: &[u8], _offset: u64) -> Option<io::Result<()>> {
         None
     }
+    /// Allocates space for `[offset, offset + len)` where the store has
+    /// none, leaving any data there as it is (so later writes into it need
+    /// no allocation). `Ok(false)`: this store cannot.
+    fn preallocate(&self, _offset: u64, _len: u64) -> io::Result<bool> {
+        Ok(false)
+    }
     /// Makes every completed write durable.
     fn sync(&self) -> io::Result<()>;
     /// Size of the store in bytes.
@@ -430,6 +436,28 @@ impl Backend for FileBackend {
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn preallocate(&self, offset: u64, len: u64) -> io::Result<bool> {
+        if !self.file.metadata()?.is_file() {
+            return Ok(false);
+        }
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return Ok(false);
+        };
+        // SAFETY: fallocate on a valid descriptor has no memory effects.
+        // Mode 0 allocates only where no block is, and (the range lies
+        // inside the file) never changes its size.
+        let r = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, offset, len) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) => Ok(false),
+            _ => Err(e),
+        }
     }
 
     fn len(&self) -> io::Result<u64> {

@@ -38,6 +38,12 @@ use crate::volume::{Snapshot, Volume};
 pub const DEFAULT_EXTENT_SIZE: u32 = 64 << 10;
 /// Journal buffer size that triggers a commit without a flush.
 pub(crate) const AUTO_COMMIT_BYTES: usize = 1 << 20;
+
+/// How far past the lowest free extent the background thread keeps the
+/// store allocated, and how much it allocates at a time (one `fallocate`,
+/// which holds the file's lock while it runs).
+pub(crate) const PREALLOC_WINDOW: u64 = 256 << 20;
+pub(crate) const PREALLOC_STEP: u64 = 32 << 20;
 const STRIPES: usize = 1024;
 /// The background filler's period, the quiet time it waits for, and the
 /// partial entries it fills per tick.
@@ -79,7 +85,7 @@ pub(crate) struct State {
     /// Fills applied to `meta` whose `Fill` records are not encoded yet,
     /// by (volume, virtual extent): (birth, granules). See
     /// [`Pool::log_fill_deferred`].
-    pub deferred_fills: HashMap<(u64, u64), (u64, u128)>,
+    pub deferred_fills: HashMap<(u64, u64), (u64, u128), crate::meta::EntryHash>,
 }
 
 struct CommitState {
@@ -112,6 +118,14 @@ pub struct Pool {
     /// after that), for the background filler.
     opened: std::time::Instant,
     last_write_ms: AtomicU64,
+    /// Extents an inline write reserved and could not hand back because
+    /// the metadata lock was busy (it never waits for it); the next commit
+    /// or background tick returns them to the free space.
+    pub(crate) orphans: Mutex<Vec<u32>>,
+    /// Byte offset below which the store was preallocated, from the lowest
+    /// free extent up ([`Pool::preallocate_ahead`]); `u64::MAX` once the
+    /// store turned out not to support it.
+    pub(crate) prealloc_end: AtomicU64,
 }
 
 /// One volume as listed.
@@ -356,7 +370,7 @@ impl Pool {
                 meta,
                 journal: Vec::new(),
                 epoch: sb.seq,
-                deferred_fills: HashMap::new(),
+                deferred_fills: HashMap::with_hasher(crate::meta::EntryHash),
             }),
             commit_requests: AtomicU64::new(0),
             commit: Mutex::new(CommitState {
@@ -369,6 +383,8 @@ impl Pool {
             failed: AtomicBool::new(false),
             opened: std::time::Instant::now(),
             last_write_ms: AtomicU64::new(0),
+            orphans: Mutex::new(Vec::new()),
+            prealloc_end: AtomicU64::new(0),
         });
         if !read_only {
             pool.checkpoint()?;
@@ -439,7 +455,10 @@ impl Pool {
     /// extent). A write into granules a partial entry lacks calls this, so
     /// a run of small writes into one partial extent costs one record per
     /// commit instead of one each. Replay meets the merged record where
-    /// the journal has it; no record in between could change its outcome.
+    /// the journal has it; no record in between could change its outcome
+    /// (they are about other extents, and no snapshot sees this entry, so
+    /// no clone reads through it: a fill of an entry a snapshot sees is
+    /// logged at once).
     pub(crate) fn log_fill_deferred(
         &self,
         st: &mut State,
@@ -448,6 +467,24 @@ impl Pool {
         birth: u64,
         valid: u128,
     ) -> Result<()> {
+        let rec = Record::Fill {
+            vol,
+            vext,
+            birth,
+            valid,
+        };
+        // Once a snapshot sees the entry (one taken while the data was
+        // being written), a clone of it can read through it, and a record
+        // about the clone's extent would depend on this fill: log it now.
+        let seen = st
+            .meta
+            .vols
+            .get(&vol)
+            .and_then(|vm| vm.newest_snap())
+            .is_some_and(|s| s >= birth);
+        if seen {
+            return self.log(st, rec);
+        }
         if st
             .deferred_fills
             .get(&(vol, vext))
@@ -455,15 +492,7 @@ impl Pool {
         {
             self.encode_deferred_fills(st);
         }
-        st.meta.apply(
-            &Record::Fill {
-                vol,
-                vext,
-                birth,
-                valid,
-            },
-            false,
-        )?;
+        st.meta.apply(&rec, false)?;
         st.deferred_fills.entry((vol, vext)).or_insert((birth, 0)).1 |= valid;
         Ok(())
     }
@@ -488,8 +517,20 @@ impl Pool {
         }
     }
 
+    /// Hands extents inline writes could not return back to the free space.
+    pub(crate) fn return_orphans(&self, st: &mut State) {
+        for n in self.orphans.lock().drain(..) {
+            if st.meta.reserved.remove(n) {
+                st.meta.free.insert(n);
+            }
+        }
+    }
+
     /// Commits when the journal buffer has grown large.
     pub(crate) fn maybe_commit(&self) -> Result<()> {
+        if !self.orphans.lock().is_empty() {
+            self.return_orphans(&mut self.state.write());
+        }
         let (full, reclaim) = {
             let st = self.state.read();
             (
@@ -550,6 +591,7 @@ impl Pool {
         let covers = self.commit_requests.load(Ordering::Acquire);
         let (batch, mut freeing) = {
             let mut st = self.state.write();
+            self.return_orphans(&mut st);
             self.encode_deferred_fills(&mut st);
             (
                 std::mem::take(&mut st.journal),
@@ -1074,6 +1116,44 @@ impl Pool {
     /// nothing to fill. Every tick it also frees one batch of deleted
     /// volumes' and snapshots' entries, if any wait. It holds the pool
     /// weakly and ends with it.
+    /// Keeps the store allocated for [`PREALLOC_WINDOW`] bytes past the
+    /// lowest free extent, where the next new extents come from, a
+    /// [`PREALLOC_STEP`] per call. A sparse pool file otherwise allocates on
+    /// every first write into a fresh region: with ext4's delayed
+    /// allocation, each isolated page written adds an entry to the file's
+    /// extent-status tree, and a snapshot run of 4 KiB random writes (which
+    /// redirects every extent into fresh space) spent a fifth of the
+    /// server's time walking that tree (docs/BENCHMARKS.md).
+    pub(crate) fn preallocate_ahead(&self) {
+        let end = self.prealloc_end.load(Ordering::Relaxed);
+        if end == u64::MAX {
+            return;
+        }
+        let Some(next) = self.state.read().meta.free.min() else {
+            return;
+        };
+        let at = self.layout.extent_offset(next as u64);
+        let limit = self.layout.total_len();
+        if end >= at.saturating_add(PREALLOC_WINDOW / 2).min(limit) {
+            return;
+        }
+        let from = end.max(at);
+        let to = from.saturating_add(PREALLOC_STEP).min(limit);
+        if from >= to {
+            return;
+        }
+        match self.backend.preallocate(from, to - from) {
+            Ok(true) => self.prealloc_end.store(to, Ordering::Relaxed),
+            Ok(false) => self.prealloc_end.store(u64::MAX, Ordering::Relaxed),
+            Err(e) => {
+                // Out of space, most likely: writes will say so when they
+                // need it; stop trying.
+                tracing::warn!("cow pool: preallocating the store failed: {e}");
+                self.prealloc_end.store(u64::MAX, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn start_background_fill(self: &Arc<Self>) {
         if self.read_only {
             return;
@@ -1098,6 +1178,7 @@ impl Pool {
                     if pool.state.read().meta.reclaim_pending() {
                         pool.reclaim_step();
                     }
+                    pool.preallocate_ahead();
                     let count = pool.partial_entries();
                     let idle = pool.ms_since_write() >= FILL_IDLE.as_millis() as u64;
                     if count == 0 || !(idle || count >= crate::volume::PARTIAL_CAP / 2) {

@@ -9,12 +9,15 @@
 //! I/O must not wait
 //! ([`BlockDevice::read_if_cached`](ironlun_cow::BlockDevice::read_if_cached),
 //! [`BlockDevice::write_if_cheap`](ironlun_cow::BlockDevice::write_if_cheap):
-//! a cached write, no FUA, into an extent the volume owns whole, no lock
-//! contended). If it would, the attempt is dropped (it changed nothing: a
-//! READ or WRITE has no side effects before its device I/O, the device
-//! refuses before writing anything, and a unit attention or a conflict
-//! found before that is a complete answer) and the transport runs the
-//! command on a blocking thread as before.
+//! a cached write, no FUA, needing only the page cache and in-memory
+//! metadata, no lock contended). If it would, the attempt is dropped and
+//! the transport runs the command on a blocking thread as before. That is
+//! safe because a READ or WRITE has no side effects before its device I/O,
+//! a unit attention or a conflict found before that is a complete answer,
+//! and the device refuses before writing anything, except after an I/O
+//! error or a lost race with a snapshot delete, when the blocking run
+//! writes every piece again (a WRITE that then fails may leave some of its
+//! blocks written, which SCSI allows of a failed WRITE).
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
