@@ -74,6 +74,27 @@ struct Piece {
     len: usize,
 }
 
+/// The head's entry at `vext` of `vol` if the head alone owns it, so a
+/// write goes in place: (physical extent, birth, its partial mask if any).
+/// A borrowed extent (copy offload) is never written in place.
+fn owned_entry(
+    st: &crate::pool::State,
+    vol: u64,
+    vext: u64,
+) -> Result<Option<(u64, u64, Option<Partial>)>> {
+    let vm = st.meta.vol(vol)?;
+    Ok(match vm.live.get(&vext) {
+        Some(l)
+            if l.pext != TOMBSTONE
+                && !crate::range_share::is_borrow(l.pext)
+                && vm.newest_snap().is_none_or(|s| l.birth > s) =>
+        {
+            Some((l.pext, l.birth, vm.partial.get(&(vext, l.birth)).copied()))
+        }
+        _ => None,
+    })
+}
+
 /// What an inline write ([`BlockDevice::write_if_cheap`]) does with one
 /// piece: each needs only the page cache and, at most, one record in the
 /// journal buffer, so the connection's task can do it.
@@ -323,19 +344,7 @@ impl Pool {
         let gs = self.layout.granule_size() as usize;
         let (start, end) = (p.offset, p.offset + p.len);
         let touched = granule_mask(gs, start, end);
-        let owned = |st: &crate::pool::State| -> Option<Option<(u64, u64, Option<Partial>)>> {
-            let vm = st.meta.vol(vol).ok()?;
-            Some(match vm.live.get(&p.vext) {
-                Some(l)
-                    if l.pext != TOMBSTONE
-                        && !crate::range_share::is_borrow(l.pext)
-                        && vm.newest_snap().is_none_or(|s| l.birth > s) =>
-                {
-                    Some((l.pext, l.birth, vm.partial.get(&(p.vext, l.birth)).copied()))
-                }
-                _ => None,
-            })
-        };
+        let owned = |st: &crate::pool::State| owned_entry(st, vol, p.vext).ok();
         let st = self.state.try_read()?;
         match owned(&st)? {
             Some((pext, _, None)) => Some(CheapStep::InPlace { pext }),
@@ -521,20 +530,7 @@ impl Pool {
             /// from what the volume shows now.
             Whole { new: u64, old: View },
         }
-        let owned = |st: &crate::pool::State| -> Result<Option<(u64, u64, Option<Partial>)>> {
-            let vm = st.meta.vol(vol)?;
-            Ok(match vm.live.get(&vext) {
-                // A borrowed extent (copy offload) is never written in place.
-                Some(l)
-                    if l.pext != TOMBSTONE
-                        && !crate::range_share::is_borrow(l.pext)
-                        && vm.newest_snap().is_none_or(|s| l.birth > s) =>
-                {
-                    Some((l.pext, l.birth, vm.partial.get(&(vext, l.birth)).copied()))
-                }
-                _ => None,
-            })
-        };
+        let owned = |st: &crate::pool::State| owned_entry(st, vol, vext);
         let e = self.layout.extent_size as usize;
         // Fast path under the shared lock: an extent the head owns alone.
         let fast = owned(&self.state.read())?;
@@ -1074,11 +1070,30 @@ impl BlockDevice for Snapshot {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::sync::mpsc;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use crate::backend::{FileBackend, IoMode};
     use crate::{BlockDevice, Durability, Pool, PoolOptions};
+
+    /// A buffered pool of `size` bytes (64 KiB extents) in a fresh
+    /// directory of its own: (directory, pool file, pool).
+    fn file_pool(name: &str, size: u64) -> (PathBuf, PathBuf, Arc<Pool>) {
+        let dir = std::env::temp_dir().join(format!("ironlun-cow-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.pool"));
+        let _ = std::fs::remove_file(&path);
+        let backend = FileBackend::open_with(&path, true, IoMode::Uring).unwrap();
+        let opts = PoolOptions {
+            size,
+            extent_size: 64 << 10,
+            ..PoolOptions::default()
+        };
+        let pool = Pool::create_on(Box::new(backend), Some(path.clone()), &opts).unwrap();
+        (dir, path, pool)
+    }
 
     /// A fill is merged and encoded later only while no snapshot sees its
     /// entry. Once one does (a snapshot taken while the write's data was
@@ -1133,11 +1148,7 @@ mod tests {
     #[test]
     fn the_store_is_preallocated_ahead_of_allocation() {
         use std::os::unix::fs::MetadataExt;
-        let dir = std::env::temp_dir().join(format!("ironlun-cow-prealloc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("prealloc.pool");
-        let _ = std::fs::remove_file(&path);
-        let pool = Pool::create(&path, 1 << 30, 64 << 10).unwrap();
+        let (dir, path, pool) = file_pool("prealloc", 1 << 30);
         let v = pool.create_volume("v", 64 << 20).unwrap();
         v.write(0, &vec![7u8; 1 << 20], Durability::Cached).unwrap();
         let allocated = || std::fs::metadata(&path).unwrap().blocks() * 512;
@@ -1159,7 +1170,8 @@ mod tests {
         v.read(0, &mut b).unwrap();
         assert!(b.iter().all(|&x| x == 7), "data left as it was");
         // New extents land in the preallocated space and read back.
-        v.write(8192, &vec![8u8; 1 << 20], Durability::Cached).unwrap();
+        v.write(8192, &vec![8u8; 1 << 20], Durability::Cached)
+            .unwrap();
         v.read(8192, &mut b).unwrap();
         assert!(b.iter().all(|&x| x == 8));
         assert!(pool.check().is_clean(), "{}", pool.check().summary());
@@ -1174,17 +1186,7 @@ mod tests {
     /// once, and one that changes none still goes ahead.
     #[test]
     fn inline_writes_never_wait_for_the_metadata_lock() {
-        let dir = std::env::temp_dir().join(format!("ironlun-cow-lock-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("lock.pool");
-        let _ = std::fs::remove_file(&path);
-        let backend = FileBackend::open_with(&path, true, IoMode::Uring).unwrap();
-        let opts = PoolOptions {
-            size: 16 << 20,
-            extent_size: 64 << 10,
-            ..PoolOptions::default()
-        };
-        let pool = Pool::create_on(Box::new(backend), Some(path.clone()), &opts).unwrap();
+        let (dir, _path, pool) = file_pool("lock", 16 << 20);
         let v = pool.create_volume("v", 1 << 20).unwrap();
         v.write(0, &vec![1u8; 256 << 10], Durability::Cached)
             .unwrap();
