@@ -1,7 +1,11 @@
 //! Criterion benchmarks of the per-command work on the iSCSI data path
 //! that involves no I/O: decoding the BHS of a SCSI Command and a Data-Out,
 //! encoding a Data-In with status and a SCSI Response, and decoding the
-//! READ / WRITE CDBs a 4k workload sends.
+//! READ / WRITE CDBs a 4k workload sends; and the CRC32C digests a session
+//! with HeaderDigest / DataDigest=CRC32C computes per PDU (the same
+//! `crc32c` calls the connection makes: one over each 48-byte BHS, one over
+//! each data segment), since no initiator on this machine drives data
+//! digests at speed (docs/BENCHMARKS.md).
 //!
 //! Run: `cargo bench -p ironlun-target --bench hot_path`.
 
@@ -100,5 +104,21 @@ fn cdb_decoder(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pdu_codec, cdb_decoder);
+fn digests(c: &mut Criterion) {
+    let bhs = [0x5au8; 48];
+    let data: Vec<u8> = (0..128 << 10).map(|i: u32| (i * 31) as u8).collect();
+    let mut g = c.benchmark_group("digest");
+    g.bench_function("header_digest_bhs", |b| {
+        b.iter(|| crc32c::crc32c(black_box(&bhs)))
+    });
+    g.bench_function("data_digest_4k", |b| {
+        b.iter(|| crc32c::crc32c(black_box(&data[..4096])))
+    });
+    g.bench_function("data_digest_128k", |b| {
+        b.iter(|| crc32c::crc32c(black_box(&data)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pdu_codec, cdb_decoder, digests);
 criterion_main!(benches);
