@@ -330,6 +330,8 @@ for rep in $(seq "$REPS"); do
       fi
       start_ironlun
       lun_job ironlun "$rw" "$bs" 32
+      # IOPS every 0.5 s, so the report shows how a run after a snapshot develops
+      JOB+=(--write_iops_log="$OUT/runs/$(slug "$bs $rw QD32 after restart")-ironlun-$v-$rep" --log_avg_msec=500)
       FIO_RAMP=0 run_fio "$bs $rw QD32 after restart" "ironlun-$v" "$rep" "${JOB[@]}"
       if [ "$v" = snapshot ]; then
         stop_ironlun
@@ -411,7 +413,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 } > "$OUT/header.md"
 STATUS=0
 python3 - "$OUT" "$REPS" "$NSESS" "$SOAK" "$SOAK_FIG" > "$OUT/report.md" <<'PY' || STATUS=$?
-import sys, statistics, collections
+import os, re, sys, statistics, collections
 out, reps, nsess, soak, soak_fig = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 runs = collections.defaultdict(list)
 failed = collections.defaultdict(int)
@@ -573,6 +575,32 @@ for (test, target) in sorted(set(runs) | set(failed)):
     if failed.get((test, target)):
         vals += f" ({failed[(test, target)]} FAILED)"
     print(f"| {test} | {target} | {vals} |")
+def slug(text):
+    """The shell's slug(): every other character to "_", and echo's newline too."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", text) + "_"
+
+timelines = []
+for (test, target) in sorted(runs):
+    if not test.endswith("after restart"):
+        continue
+    for rep in range(1, 100):
+        path = f"{out}/runs/{slug(test)}-{target}-{rep}_iops.1.log"
+        if not os.path.exists(path):
+            break
+        vals = []
+        for line in open(path):
+            parts = [x.strip() for x in line.split(",")]
+            if len(parts) >= 2 and parts[1].isdigit():
+                vals.append(f"{int(parts[1]) / 1000:.0f}k")
+        timelines.append(f"| {test} | {target} | {rep} | {' '.join(vals)} |")
+if timelines:
+    print()
+    print("Runs after a restart, IOPS in each 0.5 s (fio's `--write_iops_log`):")
+    print()
+    print("| test | target | rep | IOPS per 0.5 s |")
+    print("| --- | --- | --- | --- |")
+    for t in timelines:
+        print(t)
 if missing:
     print()
     print("MISSING figures (the run is incomplete):")
