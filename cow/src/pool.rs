@@ -114,10 +114,13 @@ pub struct Pool {
     pub(crate) gate: RwLock<()>,
     stripes: Vec<Mutex<()>>,
     failed: AtomicBool,
-    /// When the pool was opened, and the last data write (milliseconds
-    /// after that), for the background filler.
+    /// When the pool was opened, and when (milliseconds after that) the
+    /// background filler last saw `wrote` set: its idle test.
     opened: std::time::Instant,
     last_write_ms: AtomicU64,
+    /// Set by every data write, cleared by the filler each tick (a flag,
+    /// not a clock read per write: the write path stays clock-free).
+    wrote: AtomicBool,
     /// Extents an inline write reserved and could not hand back because
     /// the metadata lock was busy (it never waits for it); the next commit
     /// or background tick returns them to the free space.
@@ -383,6 +386,7 @@ impl Pool {
             failed: AtomicBool::new(false),
             opened: std::time::Instant::now(),
             last_write_ms: AtomicU64::new(0),
+            wrote: AtomicBool::new(false),
             orphans: Mutex::new(Vec::new()),
             prealloc_end: AtomicU64::new(0),
         });
@@ -1206,17 +1210,22 @@ impl Pool {
         }
     }
 
-    /// Milliseconds since the last data write began.
+    /// Milliseconds since the filler last found a data write begun (so to
+    /// within a tick of the last write). Only the filler's thread calls it.
     fn ms_since_write(&self) -> u64 {
         let now = self.opened.elapsed().as_millis() as u64;
+        if self.wrote.swap(false, Ordering::Relaxed) {
+            self.last_write_ms.store(now, Ordering::Relaxed);
+        }
         now.saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
     }
 
     /// Notes that a data write is under way (for the background filler).
     pub(crate) fn note_write(&self) {
-        let now = self.opened.elapsed().as_millis() as u64;
-        if self.last_write_ms.load(Ordering::Relaxed) != now {
-            self.last_write_ms.store(now, Ordering::Relaxed);
+        // A load first: the cache line stays shared between cores until
+        // the filler clears the flag.
+        if !self.wrote.load(Ordering::Relaxed) {
+            self.wrote.store(true, Ordering::Relaxed);
         }
     }
 

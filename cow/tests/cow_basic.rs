@@ -589,6 +589,47 @@ fn background_thread_finishes_deletes_without_writes() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Once writes pause, the background thread completes partial entries
+/// (and the data reads the same before and after).
+#[test]
+fn background_thread_fills_partial_entries_when_writes_pause() {
+    let path = temp("bg-fill.pool");
+    let pool = Pool::create(&path, 64 << 20, 64 << 10).unwrap();
+    let v = pool.create_volume("v", 4 << 20).unwrap();
+    let old = pattern(5, 4 << 20);
+    v.write(0, &old, Durability::Cached).unwrap();
+    pool.create_snapshot("v", "s").unwrap();
+    let mut want = old.clone();
+    for i in 0..16u64 {
+        // 4 KiB into each of 16 extents: 16 partial entries.
+        let lba = i * 128 + 8;
+        v.write(lba, &pattern(6 + i as u8, 4096), Durability::Cached)
+            .unwrap();
+        let at = lba as usize * 512;
+        want[at..at + 4096].copy_from_slice(&pattern(6 + i as u8, 4096));
+    }
+    assert_eq!(pool.partial_entries(), 16);
+    pool.start_background_fill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pool.partial_entries() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        pool.partial_entries(),
+        0,
+        "the background thread filled them"
+    );
+    let mut got = vec![0u8; 4 << 20];
+    v.read(0, &mut got).unwrap();
+    assert!(got == want, "the volume reads the same");
+    pool.snapshot("s").unwrap().read(0, &mut got).unwrap();
+    assert!(got == old, "the snapshot reads the same");
+    assert!(pool.check().is_clean(), "{}", pool.check().summary());
+    drop(v);
+    drop(pool);
+    let _ = std::fs::remove_file(&path);
+}
+
 /// In extents over 1 MiB a second small write into a partial extent does
 /// not copy the whole extent: it records just the granules it wrote.
 #[test]
