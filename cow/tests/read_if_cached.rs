@@ -78,7 +78,7 @@ fn direct_io_never_answers_from_the_cache() {
 /// written), or the completion of a partial entry from cached data. What
 /// it does is exactly what `write` would have done, records included.
 #[test]
-fn cheap_writes_go_in_place_redirect_and_complete() {
+fn cheap_writes_go_in_place_redirect_and_fill() {
     let path = temp("cheap-write.pool");
     let backend = FileBackend::open_with(&path, true, IoMode::Uring).unwrap();
     let opts = PoolOptions {
