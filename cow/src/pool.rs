@@ -122,8 +122,9 @@ pub struct Pool {
     /// not a clock read per write: the write path stays clock-free).
     wrote: AtomicBool,
     /// Extents an inline write reserved and could not hand back because
-    /// the metadata lock was busy (it never waits for it); the next commit
-    /// or background tick returns them to the free space.
+    /// the metadata lock was busy (it never waits for it); the next commit,
+    /// `maybe_commit` (every blocking write) or background tick returns
+    /// them to the free space. A checkpoint counts them free meanwhile.
     pub(crate) orphans: Mutex<Vec<u32>>,
     /// Byte offset below which the store was preallocated, from the lowest
     /// free extent up ([`Pool::preallocate_ahead`]); `u64::MAX` once the
@@ -1120,9 +1121,9 @@ impl Pool {
     /// nothing to fill. Every tick it also frees one batch of deleted
     /// volumes' and snapshots' entries, if any wait. It holds the pool
     /// weakly and ends with it.
-    /// Keeps the store allocated for [`PREALLOC_WINDOW`] bytes past the
-    /// lowest free extent, where the next new extents come from, a
-    /// [`PREALLOC_STEP`] per call. A sparse pool file otherwise allocates on
+    /// Keeps the store allocated for between half of and all of
+    /// [`PREALLOC_WINDOW`] bytes past the lowest free extent, where the next
+    /// new extents come from, a [`PREALLOC_STEP`] per call. A sparse pool file otherwise allocates on
     /// every first write into a fresh region: with ext4's delayed
     /// allocation, each isolated page written adds an entry to the file's
     /// extent-status tree, and a snapshot run of 4 KiB random writes (which
@@ -1150,8 +1151,9 @@ impl Pool {
             Ok(true) => self.prealloc_end.store(to, Ordering::Relaxed),
             Ok(false) => self.prealloc_end.store(u64::MAX, Ordering::Relaxed),
             Err(e) => {
-                // Out of space, most likely: writes will say so when they
-                // need it; stop trying.
+                // Out of space, an interrupted call, a file system that
+                // half supports it: stop trying (writes then allocate as
+                // they go, and say so when space runs out).
                 tracing::warn!("cow pool: preallocating the store failed: {e}");
                 self.prealloc_end.store(u64::MAX, Ordering::Relaxed);
             }
@@ -1183,6 +1185,11 @@ impl Pool {
                         pool.reclaim_step();
                     }
                     pool.preallocate_ahead();
+                    if !pool.orphans.lock().is_empty() {
+                        if let Some(mut st) = pool.state.try_write() {
+                            pool.return_orphans(&mut st);
+                        }
+                    }
                     let count = pool.partial_entries();
                     let idle = pool.ms_since_write() >= FILL_IDLE.as_millis() as u64;
                     if count == 0 || !(idle || count >= crate::volume::PARTIAL_CAP / 2) {
