@@ -499,6 +499,25 @@ impl Meta {
         self.vols.values().any(|v| v.base == Some((vol, gen)))
     }
 
+    /// Takes the lowest free extent for a write in flight: reserved (not
+    /// allocatable, counted free by a checkpoint) until a record maps it
+    /// ([`Meta::claim`]) or [`Meta::unreserve`] hands it back.
+    pub fn reserve(&mut self) -> Option<u32> {
+        let n = self.free.min()?;
+        self.free.remove(n);
+        self.reserved.insert(n);
+        Some(n)
+    }
+
+    /// Hands back an extent [`Meta::reserve`] gave that no record took
+    /// (once: a second call, or one for an extent since claimed, does
+    /// nothing).
+    pub fn unreserve(&mut self, n: u32) {
+        if self.reserved.remove(n) {
+            self.free.insert(n);
+        }
+    }
+
     fn claim(&mut self, pext: u64) -> Result<()> {
         if pext >= self.layout.extent_count {
             return corrupt(format!("extent {pext} beyond the pool"));

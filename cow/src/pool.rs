@@ -525,9 +525,7 @@ impl Pool {
     /// Hands extents inline writes could not return back to the free space.
     pub(crate) fn return_orphans(&self, st: &mut State) {
         for n in self.orphans.lock().drain(..) {
-            if st.meta.reserved.remove(n) {
-                st.meta.free.insert(n);
-            }
+            st.meta.unreserve(n);
         }
     }
 

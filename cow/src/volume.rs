@@ -102,13 +102,13 @@ enum CheapStep {
     /// The head owns the extent and holds the granules written: in place.
     InPlace { pext: u64 },
     /// The extent is shared (or unmapped): the data goes into the reserved
-    /// extent `new`, and a `MapPartial` record (`Map` when `full`) makes it
-    /// the head's, the granules not in `valid` reading from `src`.
+    /// extent `new`, and a `MapPartial` record (`Map` when `valid` is every
+    /// granule) makes it the head's, the granules not in `valid` reading
+    /// from `src`.
     Redirect {
         new: u64,
         src: Option<u64>,
         valid: u128,
-        full: bool,
     },
     /// A partial entry lacking some of the granules written (the write
     /// covers whole granules): in place, and a deferred `Fill` of `newly`.
@@ -386,14 +386,11 @@ impl Pool {
                 {
                     return None;
                 }
-                let new = st.meta.free.min()?;
-                st.meta.free.remove(new);
-                st.meta.reserved.insert(new);
+                let new = st.meta.reserve()?;
                 Some(CheapStep::Redirect {
                     new: new as u64,
                     src: if full { None } else { old.pext() },
                     valid: touched,
-                    full,
                 })
             }
         }
@@ -428,12 +425,7 @@ impl Pool {
                         .log_fill_deferred(&mut st, vol, p.vext, *birth, *newly)
                         .is_ok()
             }
-            CheapStep::Redirect {
-                new,
-                src,
-                valid,
-                full,
-            } => {
+            CheapStep::Redirect { new, src, valid } => {
                 let wrote = self.backend.write_cached_here(data, at(*new, p.offset));
                 let Some(mut st) = self.state.try_write() else {
                     self.orphans.lock().push(*new as u32);
@@ -443,32 +435,10 @@ impl Pool {
                     Some(r) => r,
                     None => Err(std::io::Error::other("not a cached backend")),
                 };
-                if io.is_ok() && !*full && !st.meta.can_fill_from(vol, p.vext, *src) {
-                    // A snapshot delete made the old extent private.
-                    if st.meta.reserved.remove(*new as u32) {
-                        st.meta.free.insert(*new as u32);
-                    }
-                    return false;
-                }
-                let birth = st.meta.gen;
-                let rec = if *full {
-                    Record::Map {
-                        vol,
-                        vext: p.vext,
-                        pext: *new,
-                        birth,
-                    }
-                } else {
-                    Record::MapPartial {
-                        vol,
-                        vext: p.vext,
-                        pext: *new,
-                        birth,
-                        src: src.unwrap_or(ZERO_SOURCE),
-                        valid: *valid,
-                    }
-                };
-                self.finish_redirect(&mut st, *new, io, rec).is_ok()
+                matches!(
+                    self.log_redirect(&mut st, vol, p.vext, *new, *src, *valid, io),
+                    Ok(true)
+                )
             }
         }
     }
@@ -488,9 +458,7 @@ impl Pool {
         match self.state.try_write() {
             Some(mut st) => {
                 for n in news {
-                    if st.meta.reserved.remove(n) {
-                        st.meta.free.insert(n);
-                    }
+                    st.meta.unreserve(n);
                 }
             }
             None => self.orphans.lock().extend(news),
@@ -548,10 +516,7 @@ impl Pool {
                             && !borrowed
                             && !matches!(old, View::Partial { .. })
                             && st.meta.partial_held() < PARTIAL_CAP;
-                        let new = st.meta.free.min().ok_or(Error::NoSpace)?;
-                        st.meta.free.remove(new);
-                        st.meta.reserved.insert(new);
-                        let new = new as u64;
+                        let new = st.meta.reserve().ok_or(Error::NoSpace)? as u64;
                         if sparse {
                             Plan::Sparse {
                                 new,
@@ -645,37 +610,11 @@ impl Pool {
                     self.backend
                         .write_at(&buf, self.layout.extent_offset(new) + a as u64)
                 })();
-                let full = touched == self.layout.full_mask();
                 let mut st = self.state.write();
-                if !full && !st.meta.can_fill_from(vol, vext, src) {
-                    // A snapshot delete made the old extent private (and
-                    // freed it when this record retires it): plan again.
-                    if st.meta.reserved.remove(new as u32) {
-                        st.meta.free.insert(new as u32);
-                    }
-                    return Ok(None);
-                }
-                // The mapping is born now (a snapshot may have been taken
-                // while the data was written).
-                let birth = st.meta.gen;
-                let rec = if full {
-                    Record::Map {
-                        vol,
-                        vext,
-                        pext: new,
-                        birth,
-                    }
-                } else {
-                    Record::MapPartial {
-                        vol,
-                        vext,
-                        pext: new,
-                        birth,
-                        src: src.unwrap_or(ZERO_SOURCE),
-                        valid: touched,
-                    }
-                };
-                self.finish_redirect(&mut st, new, io, rec).map(Some)
+                // `false`: a snapshot delete made the old extent private
+                // (and freed it when this record retires it): plan again.
+                let logged = self.log_redirect(&mut st, vol, vext, new, src, touched, io)?;
+                Ok(logged.then_some(()))
             }
             Plan::Whole { new, old } => {
                 let io = (|| -> std::io::Result<()> {
@@ -713,10 +652,55 @@ impl Pool {
         rec: Record,
     ) -> Result<()> {
         let logged = io.map_err(Error::Io).and_then(|()| self.log(st, rec));
-        if logged.is_err() && st.meta.reserved.remove(new as u32) {
-            st.meta.free.insert(new as u32);
+        if logged.is_err() {
+            st.meta.unreserve(new as u32);
         }
         logged
+    }
+
+    /// Records a sub-extent redirect whose data went into the reserved
+    /// extent `new`, holding granules `valid` (`Map` when that is all of
+    /// them, else `MapPartial` reading the rest from `src`, or zeros).
+    /// `Ok(false)`: a snapshot delete made `src` private meanwhile (a
+    /// partial entry may not read from it), so nothing was recorded and
+    /// `new` is handed back; the caller plans again.
+    #[allow(clippy::too_many_arguments)]
+    fn log_redirect(
+        &self,
+        st: &mut crate::pool::State,
+        vol: u64,
+        vext: u64,
+        new: u64,
+        src: Option<u64>,
+        valid: u128,
+        io: std::io::Result<()>,
+    ) -> Result<bool> {
+        let full = valid == self.layout.full_mask();
+        if !full && !st.meta.can_fill_from(vol, vext, src) {
+            st.meta.unreserve(new as u32);
+            return Ok(false);
+        }
+        // The mapping is born now (a snapshot may have been taken while
+        // the data was written).
+        let birth = st.meta.gen;
+        let rec = if full {
+            Record::Map {
+                vol,
+                vext,
+                pext: new,
+                birth,
+            }
+        } else {
+            Record::MapPartial {
+                vol,
+                vext,
+                pext: new,
+                birth,
+                src: src.unwrap_or(ZERO_SOURCE),
+                valid,
+            }
+        };
+        self.finish_redirect(st, new, io, rec).map(|()| true)
     }
 
     fn write_volume(
@@ -1226,13 +1210,7 @@ mod tests {
 
         // An extent an inline write had to park (the lock was busy after
         // its pwrite) comes back at the next commit.
-        let parked = {
-            let mut st = pool.state.write();
-            let n = st.meta.free.min().unwrap();
-            st.meta.free.remove(n);
-            st.meta.reserved.insert(n);
-            n
-        };
+        let parked = { pool.state.write().meta.reserve().unwrap() };
         pool.orphans.lock().push(parked);
         pool.commit().unwrap();
         assert!(pool.orphans.lock().is_empty());
