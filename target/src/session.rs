@@ -577,30 +577,12 @@ impl Reader {
         };
         if wanted > ctx.settings.max_command_bytes as usize {
             reader.skip_data(header.data_len).await?;
-            self.finish(
-                &target,
-                ctx,
-                cmd,
-                lun,
-                long_cdb,
-                BytesMut::new(),
-                Some(too_large_outcome()),
-                None,
-            );
+            self.answer_early(ctx, &cmd, too_large_outcome());
             return Ok(None);
         }
         if wanted == 0 {
             reader.skip_data(header.data_len).await?;
-            self.finish(
-                &target,
-                ctx,
-                cmd,
-                lun,
-                long_cdb,
-                BytesMut::new(),
-                None,
-                None,
-            );
+            self.finish(&target, ctx, cmd, lun, long_cdb, BytesMut::new(), None);
             return Ok(None);
         }
         let mut buf = BytesMut::zeroed(wanted);
@@ -637,7 +619,7 @@ impl Reader {
         if c.received >= wanted && c.requested >= wanted {
             let epoch = c.epoch;
             let Collecting { cmd, lun, buf, .. } = c;
-            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None, Some(epoch));
+            self.finish(&target, ctx, cmd, lun, long_cdb, buf, Some(epoch));
             return Ok(None);
         }
         self.issue_r2ts(&mut c, ctx);
@@ -716,19 +698,8 @@ impl Reader {
                 warn!(session = %ctx.label, itt = d.itt, got = d.datasn, want = *next,
                     "Data-Out with a wrong DataSN; ending the command");
                 reader.skip_data(len).await?;
-                let target = ctx.target.clone().expect("collecting implies a target");
-                let long_cdb = self.collecting_ext.remove(&d.itt);
-                let Collecting { cmd, lun, .. } = c;
-                self.finish(
-                    &target,
-                    ctx,
-                    cmd,
-                    lun,
-                    long_cdb,
-                    BytesMut::new(),
-                    Some(data_phase_error_outcome()),
-                    None,
-                );
+                self.collecting_ext.remove(&d.itt);
+                self.answer_early(ctx, &c.cmd, data_phase_error_outcome());
                 return Ok(None);
             }
             *next = next.wrapping_add(1);
@@ -764,16 +735,22 @@ impl Reader {
             }
             let epoch = c.epoch;
             let Collecting { cmd, lun, buf, .. } = c;
-            self.finish(&target, ctx, cmd, lun, long_cdb, buf, None, Some(epoch));
+            self.finish(&target, ctx, cmd, lun, long_cdb, buf, Some(epoch));
         } else {
             self.collecting.insert(d.itt, c);
         }
         Ok(None)
     }
 
+    /// Answers a command the transport ends by itself (nothing runs).
+    fn answer_early(&self, ctx: &FfpContext, cmd: &ScsiCommand, outcome: CommandOutcome) {
+        let _ = self.tx.send(response_pdus(cmd, outcome, &ctx.params));
+    }
+
     /// Runs a command whose data is complete and sends its answer.
     /// `long_cdb` is the whole CDB when an extended CDB AHS made it longer
-    /// than the 16 bytes in `cmd`.
+    /// than the 16 bytes in `cmd`; `arrival_epoch` the unit's task epoch
+    /// when it arrived, if that was before now.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
@@ -783,15 +760,9 @@ impl Reader {
         lun: u64,
         long_cdb: Option<Vec<u8>>,
         data_out: BytesMut,
-        early: Option<CommandOutcome>,
         arrival_epoch: Option<u64>,
     ) {
         let params = ctx.params;
-        if let Some(outcome) = early {
-            // The transport answers by itself: nothing runs.
-            let _ = self.tx.send(response_pdus(&cmd, outcome, &params));
-            return;
-        }
         // The unit's task epoch when the command arrived (read now for a
         // command complete on arrival): a reset or PREEMPT AND ABORT after
         // that aborts it, whichever way it then runs (inline, or on a
