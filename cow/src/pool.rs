@@ -1112,20 +1112,13 @@ impl Pool {
         self.state.read().meta.partial_count()
     }
 
-    /// Starts the background filler: a thread that, while no write has
-    /// arrived for a moment (or when partial entries pile up), copies the
-    /// missing granules of partial entries in small batches, so reads of
-    /// those extents become single reads again and snapshot deletes find
-    /// nothing to fill. Every tick it also frees one batch of deleted
-    /// volumes' and snapshots' entries, if any wait. It holds the pool
-    /// weakly and ends with it.
     /// Keeps the store allocated for between half of and all of
     /// [`PREALLOC_WINDOW`] bytes past the lowest free extent, where the next
-    /// new extents come from, a [`PREALLOC_STEP`] per call. A sparse pool file otherwise allocates on
-    /// every first write into a fresh region: with ext4's delayed
-    /// allocation, each isolated page written adds an entry to the file's
-    /// extent-status tree, and a snapshot run of 4 KiB random writes (which
-    /// redirects every extent into fresh space) spent a fifth of the
+    /// new extents come from, a [`PREALLOC_STEP`] per call. A sparse pool
+    /// file otherwise allocates on every first write into a fresh region:
+    /// with ext4's delayed allocation, each isolated page written adds an
+    /// entry to the file's extent-status tree, and a snapshot run of 4 KiB random writes (which
+    /// redirects every extent into fresh space) spent ~15% of the
     /// server's time walking that tree (docs/BENCHMARKS.md).
     pub(crate) fn preallocate_ahead(&self) {
         let end = self.prealloc_end.load(Ordering::Relaxed);
@@ -1158,6 +1151,14 @@ impl Pool {
         }
     }
 
+    /// Starts the background filler: a thread that, while no write has
+    /// arrived for a moment (or when partial entries pile up), copies the
+    /// missing granules of partial entries in small batches, so reads of
+    /// those extents become single reads again and snapshot deletes find
+    /// nothing to fill. Every tick it also frees one batch of deleted
+    /// volumes' and snapshots' entries, if any wait, and keeps the store
+    /// preallocated ahead (`preallocate_ahead`). It holds the pool
+    /// weakly and ends with it.
     pub fn start_background_fill(self: &Arc<Self>) {
         if self.read_only {
             return;
