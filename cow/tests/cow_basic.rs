@@ -630,8 +630,9 @@ fn background_thread_fills_partial_entries_when_writes_pause() {
     let _ = std::fs::remove_file(&path);
 }
 
-/// In extents over 1 MiB a second small write into a partial extent does
-/// not copy the whole extent: it records just the granules it wrote.
+/// In large extents (2 MiB, granules of 16 KiB) too, a second small write
+/// into a partial extent does not copy the whole extent: it records just
+/// the granules it wrote, widened from sub-granule writes.
 #[test]
 fn large_extents_record_granules_instead_of_completing() {
     const E: usize = 2 << 20;
